@@ -1,0 +1,138 @@
+"""The Problem: data plus two pure functions, `init(key) -> params` and `loss(params, batch)`.
+
+Shape legend used across gdlab: S seeds, T steps, E evaluations, B batch, N data points,
+P parameters, M minima, D input dimension.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+PyTree = Any
+InitFn = Callable[[jax.Array], PyTree]
+LossFn = Callable[[PyTree, PyTree], jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class KnownMinimum:
+    """A minimum known in advance (from the literature or a closed form).
+
+    Attributes:
+      params: the minimiser, with the same structure as the problem's params.
+      loss: the loss value there.
+      kind: "global" or "local".
+    """
+
+    params: PyTree
+    loss: float
+    kind: str = "local"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Problem:
+    """A training problem: data plus pure `init` and `loss` functions.
+
+    Args:
+      name: short identifier, used in reports and run directories.
+      init: `init(key) -> params`, any pytree of float arrays.
+      loss: `loss(params, batch) -> scalar` mean loss over the batch; `batch` is a
+        pytree slice of `data` (leading axis B) or `None` when `data` is `None`.
+      data: pytree of arrays sharing leading axis N, or `None` for data-free surfaces.
+      domain: for 2-D surfaces, `((xmin, xmax), (ymin, ymax))`; `init` samples in it.
+      known_minima: every local minimum known in advance (tests and reports).
+      symmetry: optional `params -> canonical params` map (equivalent minima).
+      description: one line for `gdlab problems` and reports.
+
+    Example:
+      >>> p = Problem(name="bowl", init=lambda k: jax.random.normal(k, (2,)),
+      ...             loss=lambda w, batch: jnp.sum(w**2))
+    """
+
+    name: str
+    init: InitFn
+    loss: LossFn
+    data: PyTree = None
+    domain: tuple[tuple[float, float], ...] | None = None
+    known_minima: tuple[KnownMinimum, ...] = ()
+    symmetry: Callable[[PyTree], PyTree] | None = None
+    description: str = ""
+
+    def __post_init__(self):
+        if not callable(self.init) or not callable(self.loss):
+            raise ValueError(f"Problem {self.name!r}: init and loss must be callables")
+        object.__setattr__(self, "known_minima", tuple(self.known_minima))
+        if self.data is not None:
+            num_data_points(self.data, where=f"Problem {self.name!r} data")
+
+    @property
+    def num_data(self) -> int | None:
+        """N, the number of data points, or None for a data-free problem."""
+        return None if self.data is None else num_data_points(self.data)
+
+    def params_shape(self) -> PyTree:
+        """Abstract params (ShapeDtypeStruct pytree) without running `init`."""
+        return jax.eval_shape(self.init, jax.random.key(0))
+
+    def num_params(self) -> int:
+        """P, the number of scalar parameters."""
+        return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(self.params_shape()))
+
+
+def num_data_points(data: PyTree, where: str = "data") -> int:
+    """The shared leading axis N of every leaf; a clear error if leaves disagree."""
+    leaves = jax.tree.leaves_with_path(data)
+    if not leaves:
+        raise ValueError(f"{where}: no arrays found; pass data=None for a data-free problem")
+    sizes = {}
+    for path, leaf in leaves:
+        shape = np.shape(leaf)
+        if len(shape) == 0:
+            raise ValueError(f"{where}: leaf {jax.tree_util.keystr(path)} is a scalar; "
+                             "every data leaf needs a leading axis N")
+        sizes[jax.tree_util.keystr(path)] = shape[0]
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"{where}: leaves have different leading axes {sizes}; "
+                         "every data leaf must share the same leading axis N")
+    n = next(iter(sizes.values()))
+    if n == 0:
+        raise ValueError(f"{where}: N = 0 data points; need at least one")
+    return int(n)
+
+
+def check_loss_is_scalar(problem: Problem, batch_size: int | None,
+                         eval_data: PyTree = None) -> None:
+    """Trace `init` and `loss` abstractly (nothing is compiled) and check the loss is a scalar."""
+    params = problem.params_shape()
+    for leaf in jax.tree.leaves(params):
+        if not jnp.issubdtype(leaf.dtype, jnp.floating):
+            raise ValueError(f"Problem {problem.name!r}: init returned a {leaf.dtype} leaf; "
+                             "params must be floating point")
+    batches = [("training batch", _abstract_batch(problem.data, batch_size))]
+    if eval_data is not None:
+        batches.append(("evaluation data", _abstract_batch(eval_data, None)))
+    for what, batch in batches:
+        out = jax.eval_shape(problem.loss, params, batch)
+        shape = getattr(out, "shape", None)
+        if shape != ():
+            raise ValueError(f"Problem {problem.name!r}: loss on the {what} returned shape "
+                             f"{shape}; it must return a scalar (the mean over the batch)")
+
+
+def _abstract_batch(data: PyTree, batch_size: int | None) -> PyTree:
+    if data is None:
+        return None
+    def leaf(x):
+        shape = np.shape(x) if batch_size is None else (batch_size, *np.shape(x)[1:])
+        return jax.ShapeDtypeStruct(shape, jnp.asarray(x).dtype)
+    return jax.tree.map(leaf, data)
+
+
+def stack_known_minima(minima: Sequence[KnownMinimum]) -> PyTree:
+    """Known minima's params stacked on a leading axis M."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *[m.params for m in minima])

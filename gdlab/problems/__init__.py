@@ -1,0 +1,46 @@
+"""Built-in problems: convex controls, 2-D test surfaces, neural networks."""
+
+from collections.abc import Callable
+
+from gdlab.problem import Problem
+from gdlab.problems.convex import least_squares, logistic_regression, quadratic
+from gdlab.problems.neural import MLP, from_flax, teacher_student, two_spirals
+from gdlab.problems.surfaces import (
+    branin,
+    himmelblau,
+    rastrigin,
+    rosenbrock,
+    six_hump_camel,
+    styblinski_tang,
+    three_hump_camel,
+)
+
+# Every built-in by name, each a zero-argument factory with sensible defaults.
+BUILTINS: dict[str, Callable[[], Problem]] = {
+    "least_squares": least_squares,
+    "logistic": logistic_regression,
+    "quadratic": quadratic,
+    "himmelblau": himmelblau,
+    "six_hump_camel": six_hump_camel,
+    "three_hump_camel": three_hump_camel,
+    "branin": branin,
+    "styblinski_tang": styblinski_tang,
+    "rastrigin": rastrigin,
+    "rosenbrock": rosenbrock,
+    "teacher_student": teacher_student,
+    "two_spirals": two_spirals,
+}
+
+
+def get(name: str) -> Problem:
+    """The built-in problem called `name`, with its default settings."""
+    if name not in BUILTINS:
+        raise ValueError(f"unknown problem {name!r}; built-ins are: {', '.join(BUILTINS)}")
+    return BUILTINS[name]()
+
+
+__all__ = [
+    "BUILTINS", "MLP", "branin", "from_flax", "get", "himmelblau", "least_squares",
+    "logistic_regression", "quadratic", "rastrigin", "rosenbrock", "six_hump_camel",
+    "styblinski_tang", "teacher_student", "three_hump_camel", "two_spirals",
+]

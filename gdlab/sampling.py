@@ -1,0 +1,71 @@
+"""Mini-batch samplers: pure functions of a seed's data key and the step number.
+
+A sampler is `(init, draw)`: `init(data_key) -> state` and
+`draw(state, data_key, t) -> (indices_B, state)`. The step `t` is never batched over
+seeds, so epoch boundaries are decided by a real `lax.cond`, not a select.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class Sampler(NamedTuple):
+    init: Callable[[jax.Array], Any]
+    draw: Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, Any]]
+
+
+def with_replacement(n: int, batch_size: int) -> Sampler:
+    """Each step draws B indices uniformly from [0, N), independently of other steps."""
+    def draw(state, data_key, t):
+        return jax.random.randint(jax.random.fold_in(data_key, t), (batch_size,), 0, n), state
+    return Sampler(init=lambda data_key: (), draw=draw)
+
+
+def _perm(data_key: jax.Array, epoch: jax.Array, n: int) -> jax.Array:
+    return jax.random.permutation(jax.random.fold_in(data_key, epoch), n).astype(jnp.int32)
+
+
+def epoch_shuffle(n: int, batch_size: int) -> Sampler:
+    """Shuffle without replacement; every run of N consecutive draws is one permutation.
+
+    The stream of indices is the concatenation of permutations of [0, N), one per
+    epoch, cut into batches of B; a batch may straddle two epochs, so every index is
+    visited exactly once per epoch even when B does not divide N. The state holds the
+    current and the next epoch's permutation.
+    """
+    if batch_size > n:
+        raise ValueError(f"batch_size {batch_size} > N = {n} data points")
+
+    def init(data_key):
+        return (_perm(data_key, 0, n), _perm(data_key, 1, n))
+
+    def draw(state, data_key, t):
+        cur, nxt = state
+        g = t * batch_size + jnp.arange(batch_size)
+        epoch = (t * batch_size) // n
+        idx = jnp.where(g // n == epoch, cur[g % n], nxt[g % n])
+        crossed = ((t + 1) * batch_size) // n > epoch
+        state = jax.lax.cond(crossed, lambda: (nxt, _perm(data_key, epoch + 2, n)),
+                             lambda: (cur, nxt))
+        return idx, state
+
+    return Sampler(init=init, draw=draw)
+
+
+def make_sampler(kind: str, n: int, batch_size: int) -> Sampler:
+    """The sampler called `kind` ("with_replacement" or "epoch") for N points, batch B."""
+    if kind == "with_replacement":
+        return with_replacement(n, batch_size)
+    if kind == "epoch":
+        return epoch_shuffle(n, batch_size)
+    raise ValueError(f"unknown sampling {kind!r}; valid: with_replacement, epoch")
+
+
+def gather(data: Any, idx_B: jax.Array) -> Any:
+    """The batch of `data` at indices `idx_B` (every leaf indexed on its leading axis)."""
+    return jax.tree.map(lambda a: jnp.take(a, idx_B, axis=0), data)

@@ -1,0 +1,228 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import gdlab
+from gdlab import engine, problems
+from gdlab.minima import match_known_minima
+from gdlab.tree import flatten_seeds
+
+
+def cfg(**kw):
+    base = dict(optimizer="sgd", learning_rate=0.1, steps=20, eval_every=10)
+    return gdlab.TrainConfig(**{**base, **kw})
+
+
+def tree_equal(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b),
+                                                     strict=True))
+
+
+def test_least_squares_every_seed_reaches_closed_form():
+    problem = problems.least_squares(n=128, d=4, noise=0.1)
+    runs = gdlab.train(problem, cfg(learning_rate=0.5, steps=400, eval_every=100), seeds=64)
+    sol = problem.known_minima[0].params
+    err_w = np.abs(runs.params["w"] - np.asarray(sol["w"])[None]).max()
+    err_b = np.abs(runs.params["b"] - np.asarray(sol["b"])).max()
+    assert max(err_w, err_b) < 1e-4
+    assert runs.params["w"].shape == (64, 4) and runs.final_loss.shape == (64,)
+    assert not runs.diverged.any()
+
+
+@pytest.mark.parametrize("name, lr, steps", [("himmelblau", 0.01, 1500),
+                                             ("six_hump_camel", 0.002, 4000)])
+def test_surfaces_converged_seeds_end_at_listed_minima(name, lr, steps):
+    problem = problems.get(name)
+    runs = gdlab.train(problem, cfg(learning_rate=lr, steps=steps, eval_every=steps), seeds=512)
+    grad_norm = np.linalg.norm(jax.vmap(jax.grad(problem.loss), (0, None))(runs.params, None),
+                               axis=1)
+    converged = grad_norm < 1e-3
+    assert converged.mean() > 0.95
+    match = match_known_minima(problem, runs, tol=1e-3)
+    assert np.all(match.index[converged] >= 0)
+    assert np.all(match.counts > 0)  # every listed minimum is reached by some seed
+
+
+def test_loss_history_and_eval_steps():
+    problem = problems.quadratic()
+    runs = gdlab.train(problem, cfg(steps=25, eval_every=10), seeds=8)
+    np.testing.assert_array_equal(runs.eval_steps, [0, 10, 20, 25])
+    assert runs.loss_history.shape == (8, 4)
+    np.testing.assert_array_equal(runs.final_loss, runs.loss_history[:, -1])
+    assert np.all(np.diff(runs.eval_seconds) >= 0)
+    direct = jax.vmap(problem.loss, (0, None))(jnp.asarray(runs.params), None)
+    np.testing.assert_allclose(runs.final_loss, direct, rtol=1e-6)
+    init = jax.vmap(problem.loss, (0, None))(jnp.asarray(runs.init_params), None)
+    np.testing.assert_allclose(runs.loss_history[:, 0], init, rtol=1e-6)
+    assert np.all(runs.loss_history[:, -1] < runs.loss_history[:, 0])
+
+
+def _ts(n=256):
+    return problems.teacher_student(d_in=3, hidden=8, n=n)
+
+
+def test_vmapped_seed_equals_same_seed_alone():
+    problem = _ts()
+    config = cfg(steps=30, batch_size=16, eval_every=15)
+    many = gdlab.train(problem, config, seeds=8, key=3)
+    alone = gdlab.train(problem, config, seeds=[5], key=3, devices=jax.devices()[:1])
+    for a, b in zip(jax.tree.leaves(many.params), jax.tree.leaves(alone.params), strict=True):
+        np.testing.assert_allclose(a[5], b[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(many.loss_history[5], alone.loss_history[0], rtol=1e-5)
+
+
+def test_adding_seeds_keeps_existing_ones():
+    problem = problems.himmelblau()
+    few = gdlab.train(problem, cfg(learning_rate=0.01), seeds=5, key=9)
+    more = gdlab.train(problem, cfg(learning_rate=0.01), seeds=40, key=9)
+    np.testing.assert_allclose(more.init_params[:5], few.init_params, rtol=0, atol=0)
+    np.testing.assert_allclose(more.params[:5], few.params, rtol=1e-6)
+
+
+def test_same_config_twice_is_bitwise_identical():
+    problem = _ts()
+    config = cfg(steps=30, batch_size=16, sampling="epoch", eval_every=10)
+    a = gdlab.train(problem, config, seeds=12, key=1)
+    b = gdlab.train(problem, config, seeds=12, key=1)
+    assert tree_equal(a.params, b.params)
+    assert np.array_equal(a.loss_history, b.loss_history)
+
+
+def test_four_devices_equal_one(devices):
+    problem = _ts()
+    config = cfg(steps=30, batch_size=16, eval_every=10, optimizer="adam", learning_rate=1e-2)
+    four = gdlab.train(problem, config, seeds=10, devices=devices)
+    one = gdlab.train(problem, config, seeds=10, devices=devices[:1])
+    assert len(four.manifest["devices"]) == 4 and len(one.manifest["devices"]) == 1
+    for a, b in zip(jax.tree.leaves(four.params), jax.tree.leaves(one.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_seed_chunk_does_not_change_results():
+    problem = _ts()
+    config = cfg(steps=20, batch_size=8, eval_every=10)
+    a = gdlab.train(problem, config, seeds=16, seed_chunk=1)
+    b = gdlab.train(problem, config, seeds=16, seed_chunk=4)
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("sampling", ["with_replacement", "epoch"])
+def test_scan_engine_equals_plain_python_loop(sampling):
+    problem = problems.least_squares(n=40, d=3)
+    config = cfg(steps=7, batch_size=6, sampling=sampling, eval_every=7, optimizer="momentum")
+    key, seed = jax.random.key(4), 2
+    runs = gdlab.train(problem, config, seeds=[seed], key=4, devices=jax.devices()[:1])
+    opt = config.make_optimizer()
+    sampler = engine.build_sampler(problem, config)
+    state = engine.make_init(problem, opt, sampler)(jnp.int32(seed), key)
+    step = jax.jit(engine.make_step(problem, opt, sampler))
+    for t in range(config.steps):
+        state = step(state, jnp.int32(t), problem.data)
+    for a, b in zip(jax.tree.leaves(runs.params), jax.tree.leaves(state.params), strict=True):
+        np.testing.assert_allclose(a[0], b, rtol=1e-6, atol=1e-7)
+
+
+def _quartic():
+    """x -> sum(x^4): GD with lr 0.1 diverges from |x_i| > sqrt(5) and converges otherwise."""
+    return gdlab.Problem(name="quartic",
+                         init=lambda k: jax.random.uniform(k, (2,), minval=-3.0, maxval=3.0),
+                         loss=lambda x, batch: jnp.sum(x ** 4))
+
+
+def test_diverging_seeds_are_flagged_at_the_right_step_and_others_untouched():
+    problem = _quartic()
+    config = cfg(learning_rate=0.1, steps=40, eval_every=10)
+    runs = gdlab.train(problem, config, seeds=64)
+    assert 0 < runs.diverged.sum() < 64
+    # Oracle: one seed's plain SGD update, jitted whole (so XLA fuses it as the engine
+    # does), in a Python loop; the first step whose result is not finite.
+    update = jax.jit(lambda x: x - 0.1 * jax.grad(problem.loss)(x, None))
+    for i in range(64):
+        x, expected = jnp.asarray(runs.init_params[i]), -1
+        for t in range(config.steps):
+            nxt = update(x)
+            if not bool(jnp.all(jnp.isfinite(nxt))):
+                expected = t
+                break
+            x = nxt
+        assert runs.diverged_at[i] == expected, i
+        if expected >= 0:
+            np.testing.assert_allclose(runs.params[i], np.asarray(x), rtol=1e-5)  # last finite
+    assert np.all(np.isfinite(runs.params))
+    kept = runs.seed_ids[~runs.diverged]
+    clean = gdlab.train(problem, config, seeds=kept.tolist())
+    assert not clean.diverged.any()
+    assert np.array_equal(clean.params, runs.params[~runs.diverged])
+
+
+def test_time_based_evaluation_records_wall_time():
+    problem = problems.himmelblau()
+    config = cfg(learning_rate=0.01, steps=3000, eval_every=None, eval_every_seconds=1e-6,
+                 chunk_steps=500)
+    runs = gdlab.train(problem, config, seeds=16)
+    np.testing.assert_array_equal(runs.eval_steps, [0, 500, 1000, 1500, 2000, 2500, 3000])
+    assert np.all(np.diff(runs.eval_seconds) > 0)
+    slow = gdlab.train(problem, cfg(learning_rate=0.01, steps=3000, eval_every=None,
+                                    eval_every_seconds=3600.0, chunk_steps=500), seeds=16)
+    np.testing.assert_array_equal(slow.eval_steps, [0, 3000])
+
+
+def test_eval_data_is_used_for_the_loss():
+    problem = problems.least_squares(n=64, d=2)
+    held_out = jax.tree.map(lambda a: a[:8] * 2.0, problem.data)
+    runs = gdlab.train(problem, cfg(steps=5, eval_every=5), seeds=4, eval_data=held_out)
+    direct = jax.vmap(problem.loss, (0, None))(jax.tree.map(jnp.asarray, runs.params), held_out)
+    np.testing.assert_allclose(runs.final_loss, direct, rtol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop"])
+def test_every_optimizer_reduces_the_loss(optimizer):
+    problem = problems.quadratic(condition_number=4.0)
+    runs = gdlab.train(problem, cfg(optimizer=optimizer, learning_rate=0.05, steps=200,
+                                    eval_every=200), seeds=8)
+    assert np.all(runs.final_loss < 0.1 * runs.loss_history[:, 0])
+
+
+def test_optax_transformation_and_schedule_train():
+    problem = problems.quadratic()
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.1))
+    a = gdlab.train(problem, cfg(optimizer=tx, learning_rate=None, steps=300), seeds=4)
+    sched = optax.exponential_decay(0.2, transition_steps=100, decay_rate=0.5)
+    b = gdlab.train(problem, cfg(learning_rate=sched, steps=300), seeds=4)
+    assert np.all(a.final_loss < 1e-6) and np.all(b.final_loss < 1e-6)
+
+
+def test_flatten_seeds_shape():
+    runs = gdlab.train(_ts(n=32), cfg(steps=2, eval_every=2), seeds=3)
+    assert flatten_seeds(runs.params).shape == (3, 3 * 8 + 8 + 8 + 1)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(seeds=0), r"seeds must be a positive number of seeds .* got 0"),
+    (dict(seeds=-4), r"got -4"),
+    (dict(seeds=[1, 1]), r"seed ids must be unique"),
+    (dict(seeds=[-1]), r"seed ids must lie in \[0, 2\*\*31\), got min -1"),
+    (dict(key="abc"), r"key must be an int or a typed JAX key.*'abc'"),
+    (dict(seed_chunk=0), r"seed_chunk must be a positive integer or None, got 0"),
+])
+def test_bad_train_arguments_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        gdlab.train(problems.himmelblau(), cfg(), **{"seeds": 2, **kwargs})
+
+
+def test_batch_size_larger_than_data_raises():
+    problem = problems.least_squares(n=50)
+    with pytest.raises(ValueError, match=r"batch_size=51 is larger than the N=50 data points.*"
+                                         r"valid: 1..50"):
+        gdlab.train(problem, cfg(batch_size=51), seeds=2)
+    with pytest.raises(ValueError, match=r"batch_size=4 but problem 'himmelblau' has no data"):
+        gdlab.train(problems.himmelblau(), cfg(batch_size=4), seeds=2)
+
+
+def test_non_scalar_loss_raises_before_compiling():
+    problem = gdlab.Problem(name="vec", init=lambda k: jnp.zeros(3), loss=lambda p, b: p * 2)
+    with pytest.raises(ValueError, match=r"'vec'.*shape \(3,\).*must return a scalar"):
+        gdlab.train(problem, cfg(), seeds=2)

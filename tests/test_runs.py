@@ -1,0 +1,82 @@
+import json
+
+import jax
+import numpy as np
+import pytest
+
+import gdlab
+from gdlab import problems, store
+
+
+@pytest.fixture(scope="module")
+def ts_runs():
+    problem = problems.teacher_student(d_in=2, hidden=3, n=64)
+    config = gdlab.TrainConfig(learning_rate=0.1, steps=10, batch_size=8, eval_every=5)
+    return gdlab.train(problem, config, seeds=6)
+
+
+def test_save_load_round_trips_bit_for_bit(ts_runs, tmp_path):
+    ts_runs.save(tmp_path / "run")
+    loaded = gdlab.load_runs(tmp_path / "run")
+    assert jax.tree.structure(loaded.params) == jax.tree.structure(ts_runs.params)
+    for a, b in zip(jax.tree.leaves(loaded.params), jax.tree.leaves(ts_runs.params), strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    for name in ("final_loss", "loss_history", "eval_steps", "eval_seconds", "diverged_at",
+                 "seed_ids"):
+        assert np.array_equal(getattr(loaded, name), getattr(ts_runs, name)), name
+    assert np.array_equal(loaded.diverged, ts_runs.diverged)
+    assert loaded.timings == ts_runs.timings
+    assert loaded.manifest["problem"]["name"] == "teacher_student"
+
+
+def test_manifest_records_what_reproduces_the_run(ts_runs):
+    m = ts_runs.manifest
+    for key in ("config", "key", "seeds", "versions", "devices", "xla_flags", "git_revision"):
+        assert key in m
+    assert m["config"]["batch_size"] == 8 and m["seeds"]["count"] == 6
+    assert {"jax", "jaxlib", "optax", "flax"} <= set(m["versions"])
+    json.dumps(m)  # JSON-serialisable
+
+
+def test_refuses_to_overwrite_a_saved_run(ts_runs, tmp_path):
+    ts_runs.save(tmp_path)
+    before = (tmp_path / store.ARRAYS).read_bytes()
+    with pytest.raises(ValueError, match=r"already holds a run.*overwrite=True"):
+        ts_runs.save(tmp_path)
+    assert (tmp_path / store.ARRAYS).read_bytes() == before
+    ts_runs.save(tmp_path, overwrite=True)
+
+
+def test_train_checks_out_dir_before_compiling(ts_runs, tmp_path, monkeypatch):
+    ts_runs.save(tmp_path)
+    from gdlab import engine
+    monkeypatch.setattr(engine, "compile_engine", lambda *a, **k: pytest.fail("compiled"))
+    config = gdlab.TrainConfig(learning_rate=0.1, steps=3, eval_every=3)
+    with pytest.raises(ValueError, match="already holds a run"):
+        gdlab.train(problems.himmelblau(), config, seeds=2, out=tmp_path)
+
+
+def test_train_out_saves_the_run(tmp_path):
+    config = gdlab.TrainConfig(learning_rate=0.01, steps=5, eval_every=5)
+    runs = gdlab.train(problems.himmelblau(), config, seeds=3, out=tmp_path / "h")
+    assert np.array_equal(gdlab.load_runs(tmp_path / "h").params, runs.params)
+
+
+def test_no_temporary_files_left_behind(ts_runs, tmp_path):
+    ts_runs.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [store.ARRAYS, store.METADATA]
+
+
+def test_load_from_an_empty_directory_raises(tmp_path):
+    with pytest.raises(ValueError, match="holds no saved run"):
+        gdlab.load_runs(tmp_path)
+
+
+def test_tree_encoding_round_trips_nested_containers():
+    tree = {"a": [np.ones(2), (np.zeros(1), None)], "b": np.float32(3.0)}
+    arrays = {}
+    skeleton = store.encode_tree(tree, "p", arrays)
+    back = store.decode_tree(json.loads(json.dumps(skeleton)), arrays)
+    assert jax.tree.structure(back) == jax.tree.structure(tree)
+    with pytest.raises(ValueError, match="non-string keys"):
+        store.encode_tree({1: np.ones(1)}, "p", {})
