@@ -7,6 +7,8 @@ P parameters, M minima, D input dimension.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -47,7 +49,11 @@ class Problem:
       domain: for 2-D surfaces, `((xmin, xmax), (ymin, ymax))`; `init` samples in it.
       known_minima: every local minimum known in advance (tests and reports).
       symmetry: optional `params -> canonical params` map (equivalent minima).
+      predict: optional `predict(params, batch) -> outputs`; two params with the same
+        outputs on a probe batch count as the same function (same predictive power).
       description: one line for `gdlab problems` and reports.
+      spec: how a built-in was made (`{"factory": ..., "kwargs": ...}`), so a saved run
+        can rebuild its problem; None for user problems.
 
     Example:
       >>> p = Problem(name="bowl", init=lambda k: jax.random.normal(k, (2,)),
@@ -61,7 +67,9 @@ class Problem:
     domain: tuple[tuple[float, float], ...] | None = None
     known_minima: tuple[KnownMinimum, ...] = ()
     symmetry: Callable[[PyTree], PyTree] | None = None
+    predict: Callable[[PyTree, PyTree], jax.Array] | None = None
     description: str = ""
+    spec: dict | None = None
 
     def __post_init__(self):
         if not callable(self.init) or not callable(self.loss):
@@ -136,3 +144,16 @@ def _abstract_batch(data: PyTree, batch_size: int | None) -> PyTree:
 def stack_known_minima(minima: Sequence[KnownMinimum]) -> PyTree:
     """Known minima's params stacked on a leading axis M."""
     return jax.tree.map(lambda *xs: jnp.stack(xs), *[m.params for m in minima])
+
+
+def builtin(factory: Callable[..., Problem]) -> Callable[..., Problem]:
+    """Decorate a problem factory so its Problems record how they were made (`spec`)."""
+    @functools.wraps(factory)
+    def make(*args, **kwargs) -> Problem:
+        bound = inspect.signature(factory).bind(*args, **kwargs)
+        bound.apply_defaults()
+        spec = {"factory": factory.__name__,
+                "kwargs": {k: list(v) if isinstance(v, tuple) else v
+                           for k, v in bound.arguments.items()}}
+        return dataclasses.replace(factory(*args, **kwargs), spec=spec)
+    return make

@@ -64,6 +64,26 @@ class Runs:
                 "loss_min": float(qs[0]), "loss_q25": float(qs[1]), "loss_median": float(qs[2]),
                 "loss_q75": float(qs[3]), "loss_max": float(qs[4]), **self.timings}
 
+    @classmethod
+    def from_endpoints(cls, problem, params_S: Any, init_params_S: Any = None) -> Runs:
+        """Runs holding given endpoints (e.g. trained elsewhere), for the analyses.
+
+        The final loss is evaluated on the problem's full data; no training history.
+        """
+        import jax
+        import jax.numpy as jnp
+        params_S = jax.tree.map(np.asarray, params_S)
+        loss = jax.vmap(problem.loss, (0, None))(jax.tree.map(jnp.asarray, params_S),
+                                                 problem.data)
+        s = int(np.shape(jax.tree.leaves(params_S)[0])[0])
+        loss = np.asarray(loss, np.float32)
+        return cls(params=params_S, init_params=params_S if init_params_S is None
+                   else init_params_S, final_loss=loss, loss_history=loss[:, None],
+                   eval_steps=np.zeros(1, np.int64), eval_seconds=np.zeros(1),
+                   diverged_at=np.full(s, -1, np.int32), seed_ids=np.arange(s),
+                   timings={}, manifest={"problem": {"name": problem.name},
+                                         "source": "from_endpoints"})
+
     def save(self, directory: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the run directory atomically (arrays first, metadata last).
 

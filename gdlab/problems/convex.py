@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gdlab.problem import KnownMinimum, Problem
+from gdlab.problem import KnownMinimum, Problem, builtin
 
 
 def _check_positive(**sizes) -> None:
@@ -20,6 +20,11 @@ def _gaussian_design(n: int, d: int, seed: int) -> tuple[np.ndarray, np.random.G
     return rng.standard_normal((n, d)), rng
 
 
+def _linear(params, batch):
+    return batch["x"] @ params["w"] + params["b"]
+
+
+@builtin
 def least_squares(n: int = 256, d: int = 8, noise: float = 0.1, key: int = 0) -> Problem:
     """Linear regression `y = X w + b + noise`, loss 1/2 mean squared error.
 
@@ -47,11 +52,10 @@ def least_squares(n: int = 256, d: int = 8, noise: float = 0.1, key: int = 0) ->
         return {"w": jax.random.normal(kw, (d,)), "b": jax.random.normal(kb, ())}
 
     def loss(params, batch):
-        pred = batch["x"] @ params["w"] + params["b"]
-        return 0.5 * jnp.mean((pred - batch["y"]) ** 2)
+        return 0.5 * jnp.mean((_linear(params, batch) - batch["y"]) ** 2)
 
     data = {"x": jnp.asarray(x, jnp.float32), "y": jnp.asarray(y, jnp.float32)}
-    return Problem(name="least_squares", init=init, loss=loss, data=data,
+    return Problem(name="least_squares", init=init, loss=loss, data=data, predict=_linear,
                    known_minima=(KnownMinimum(solution, 0.5 * float(np.mean(resid**2)),
                                               "global"),),
                    description=f"linear least squares, N={n}, D={d}: convex, 1 minimum")
@@ -74,6 +78,7 @@ def _logistic_newton(x1: np.ndarray, t: np.ndarray, l2: float, d: int) -> np.nda
     return w
 
 
+@builtin
 def logistic_regression(n: int = 512, d: int = 4, l2: float = 1e-2, key: int = 0) -> Problem:
     """L2-regularised logistic regression on labels drawn from a logistic teacher.
 
@@ -94,7 +99,7 @@ def logistic_regression(n: int = 512, d: int = 4, l2: float = 1e-2, key: int = 0
         return {"w": jax.random.normal(kw, (d,)), "b": jax.random.normal(kb, ())}
 
     def loss(params, batch):
-        z = batch["x"] @ params["w"] + params["b"]
+        z = _linear(params, batch)
         nll = jnp.mean(jax.nn.softplus(z) - batch["y"] * z)
         return nll + 0.5 * l2 * jnp.sum(params["w"] ** 2)
 
@@ -102,11 +107,12 @@ def logistic_regression(n: int = 512, d: int = 4, l2: float = 1e-2, key: int = 0
     solution = {"w": jnp.asarray(sol[:d], jnp.float32), "b": jnp.asarray(sol[d], jnp.float32)}
     z = x1 @ sol
     value = float(np.mean(np.logaddexp(0, z) - t * z) + 0.5 * l2 * np.sum(sol[:d] ** 2))
-    return Problem(name="logistic", init=init, loss=loss, data=data,
+    return Problem(name="logistic", init=init, loss=loss, data=data, predict=_linear,
                    known_minima=(KnownMinimum(solution, value, "global"),),
                    description=f"L2 logistic regression, N={n}, D={d}: convex, 1 minimum")
 
 
+@builtin
 def quadratic(dim: int = 2, condition_number: float = 10.0, key: int = 0) -> Problem:
     """Quadratic bowl `1/2 (x - c)^T A (x - c)` with eigenvalues log-spaced in [1, kappa].
 

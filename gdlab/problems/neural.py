@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
@@ -10,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gdlab.problem import Problem, num_data_points
+from gdlab.problem import Problem, builtin, num_data_points
+from gdlab.symmetry import tanh_mlp_canonical
 
 
 class MLP(nn.Module):
@@ -61,19 +63,25 @@ def from_flax(module: nn.Module, x: jax.typing.ArrayLike, y: jax.typing.ArrayLik
         pred = module.apply({"params": params}, batch["x"])
         return jnp.mean(jax.vmap(per_example_loss)(pred, batch["y"]))
 
-    return Problem(name=name, init=init, loss=loss, data=data, description=description)
+    def predict(params, batch):
+        return module.apply({"params": params}, batch["x"])
+
+    return Problem(name=name, init=init, loss=loss, data=data, predict=predict,
+                   description=description)
 
 
 def _half_squared_error(pred, target):
     return 0.5 * jnp.sum((pred - target) ** 2)
 
 
+@builtin
 def teacher_student(d_in: int = 8, hidden: int = 64, n: int = 4096, noise: float = 0.0,
                     teacher_hidden: int | None = None, key: int = 0) -> Problem:
     """Teacher-student regression: a one-hidden-layer tanh MLP fits a random teacher.
 
     Inputs are standard normal; targets are the outputs of a randomly initialised
-    teacher MLP (width `teacher_hidden`, default the student's width) plus Gaussian noise.
+    teacher MLP (width `teacher_hidden`, default the student's width; hidden biases drawn
+    standard normal so its units differ) plus Gaussian noise.
 
     Args:
       d_in: input dimension D.
@@ -87,16 +95,20 @@ def teacher_student(d_in: int = 8, hidden: int = 64, n: int = 4096, noise: float
         if int(value) != value or value <= 0:
             raise ValueError(f"{label} must be a positive integer, got {value!r}")
     teacher_hidden = hidden if teacher_hidden is None else teacher_hidden
-    kx, kt, kn = jax.random.split(jax.random.key(key), 3)
+    kx, kt, kb, kn = jax.random.split(jax.random.key(key), 4)
     x = jax.random.normal(kx, (n, d_in))
     teacher = MLP(hidden=(teacher_hidden,))
-    y = teacher.apply(teacher.init(kt, x[:1]), x) + noise * jax.random.normal(kn, (n, 1))
+    t_params = teacher.init(kt, x[:1])["params"]
+    # Random hidden biases make the teacher's units distinct (flax initialises biases to 0).
+    t_params["Dense_0"]["bias"] = jax.random.normal(kb, (teacher_hidden,))
+    y = teacher.apply({"params": t_params}, x) + noise * jax.random.normal(kn, (n, 1))
     p = from_flax(MLP(hidden=(hidden,)), x, y, _half_squared_error, name="teacher_student",
                   description=f"teacher-student tanh MLP {d_in}-{hidden}-1, N={n}: "
                               "non-convex, symmetric minima")
-    return p
+    return dataclasses.replace(p, symmetry=tanh_mlp_canonical)
 
 
+@builtin
 def two_spirals(n: int = 512, hidden: Sequence[int] = (32, 32), noise: float = 0.05,
                 key: int = 0) -> Problem:
     """Two interleaved spirals, classified by a tanh MLP with softmax cross-entropy.
@@ -115,7 +127,8 @@ def two_spirals(n: int = 512, hidden: Sequence[int] = (32, 32), noise: float = 0
     arm = np.stack([t * np.cos(t), t * np.sin(t)], axis=1) / (3 * np.pi)
     x = np.where(labels[:, None] == 0, arm, -arm) + noise * rng.standard_normal((n, 2))
     xent = lambda logits, label: optax.softmax_cross_entropy_with_integer_labels(logits, label)
-    return from_flax(MLP(hidden=tuple(hidden), out=2), jnp.asarray(x, jnp.float32),
-                     jnp.asarray(labels), xent, name="two_spirals",
-                     description=f"two spirals, MLP 2-{'-'.join(map(str, hidden))}-2, "
-                                 f"N={n}: non-convex classifier")
+    p = from_flax(MLP(hidden=tuple(hidden), out=2), jnp.asarray(x, jnp.float32),
+                  jnp.asarray(labels), xent, name="two_spirals",
+                  description=f"two spirals, MLP 2-{'-'.join(map(str, hidden))}-2, "
+                              f"N={n}: non-convex classifier")
+    return dataclasses.replace(p, symmetry=tanh_mlp_canonical)

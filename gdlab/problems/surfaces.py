@@ -14,7 +14,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from gdlab.problem import KnownMinimum, Problem
+from gdlab.problem import KnownMinimum, Problem, builtin
 
 Domain = tuple[tuple[float, float], tuple[float, float]]
 
@@ -39,6 +39,7 @@ def _surface(name: str, f: Callable[[jax.Array], jax.Array], domain: Domain,
                    domain=domain, known_minima=_minima(minima), description=description)
 
 
+@builtin
 def himmelblau() -> Problem:
     """Himmelblau's function: four global minima (f = 0) in [-5, 5]^2."""
     def f(p):
@@ -52,6 +53,7 @@ def himmelblau() -> Problem:
                     "Himmelblau: 4 equal minima")
 
 
+@builtin
 def six_hump_camel() -> Problem:
     """Six-hump camel: six local minima, two of them global (f = -1.0316)."""
     def f(p):
@@ -67,6 +69,7 @@ def six_hump_camel() -> Problem:
                     "six-hump camel: 6 minima, 2 global")
 
 
+@builtin
 def three_hump_camel() -> Problem:
     """Three-hump camel: global minimum at the origin and two local minima."""
     def f(p):
@@ -79,6 +82,7 @@ def three_hump_camel() -> Problem:
                     "three-hump camel: 3 minima, 1 global")
 
 
+@builtin
 def branin() -> Problem:
     """Branin-Hoo: three global minima (f = 0.397887) in [-5, 10] x [0, 15]."""
     b, c, t = 5.1 / (4 * math.pi**2), 5 / math.pi, 1 / (8 * math.pi)
@@ -104,6 +108,7 @@ def _separable_minima(f1: Callable[[float], float], roots, offset: float = 0.0):
                   key=lambda m: (m[1], m[0]))
 
 
+@builtin
 def styblinski_tang() -> Problem:
     """Styblinski-Tang in 2-D: four local minima, global f = -78.33233 at (-2.9035, -2.9035)."""
     f = lambda p: 0.5 * jnp.sum(p**4 - 16 * p**2 + 5 * p)
@@ -112,6 +117,7 @@ def styblinski_tang() -> Problem:
                     _separable_minima(f1, _ST_1D), "Styblinski-Tang (2-D): 4 minima, 1 global")
 
 
+@builtin
 def rastrigin() -> Problem:
     """Rastrigin in 2-D: 121 local minima in [-5.12, 5.12]^2, global f = 0 at the origin."""
     f = lambda p: 20 + jnp.sum(p**2 - 10 * jnp.cos(2 * jnp.pi * p))
@@ -121,6 +127,7 @@ def rastrigin() -> Problem:
                     "Rastrigin (2-D): 121 minima, 1 global")
 
 
+@builtin
 def rosenbrock() -> Problem:
     """Rosenbrock's banana: non-convex, one minimum at (1, 1) with f = 0."""
     def f(p):

@@ -1,0 +1,188 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gdlab
+from gdlab import problems
+from gdlab.cluster import cluster_points
+from gdlab.curvature import exact_extremes, lanczos_extremes
+from gdlab.minima import find_minima
+from gdlab.stats import chao1, wilson_interval
+from gdlab.symmetry import align_tanh_mlp, tanh_mlp_canonical
+from gdlab.tree import flatten_one, flatten_seeds
+
+
+def train(problem, lr, steps, seeds):
+    config = gdlab.TrainConfig(learning_rate=lr, steps=steps, eval_every=steps)
+    return gdlab.train(problem, config, seeds=seeds)
+
+
+@pytest.mark.parametrize("name, lr, steps", [("least_squares", 0.5, 500),
+                                             ("logistic", 1.0, 2000),
+                                             ("quadratic", 0.1, 500)])
+def test_convex_controls_have_exactly_one_minimum_at_the_reference(name, lr, steps):
+    problem = problems.get(name)
+    atlas = find_minima(problem, train(problem, lr, steps, 256))
+    assert atlas.num_minima == 1 and atlas.minima[0].count == 256
+    assert np.all(atlas.labels == 0)
+    ref = flatten_one(problem.known_minima[0].params)
+    assert np.max(np.abs(flatten_one(atlas.minima[0].params) - ref)) < 1e-4
+    lo, hi = atlas.minima[0].ci
+    assert lo > 0.98 and hi == pytest.approx(1.0)
+
+
+SURFACES = [("himmelblau", 0.01, 2000), ("six_hump_camel", 0.002, 5000),
+            ("styblinski_tang", 0.01, 2000), ("three_hump_camel", 5e-4, 20000),
+            ("rosenbrock", 1e-3, 20000)]
+
+
+@pytest.mark.parametrize("name, lr, steps", SURFACES)
+def test_surfaces_find_exactly_the_listed_minima(name, lr, steps):
+    problem = problems.get(name)
+    atlas = find_minima(problem, train(problem, lr, steps, 2048))
+    assert atlas.num_minima == len(problem.known_minima)
+    assert atlas.status_counts()["diverged"] == 0
+    tol = 2e-4 if name == "rosenbrock" else 1e-4  # float32 GD along the narrow valley
+    known = np.array([np.asarray(m.params) for m in problem.known_minima])
+    for m in atlas.minima:
+        assert np.min(np.linalg.norm(known - np.asarray(m.params), axis=1)) < tol
+        assert m.hessian_min > 0
+    fractions = [m.fraction for m in atlas.minima]
+    assert sum(fractions) == pytest.approx(1.0)
+    keys = [(round(m.loss, 6), -m.count) for m in atlas.minima]  # by loss, then count
+    assert keys == sorted(keys)
+    assert atlas.chao1 == atlas.num_minima  # every minimum seen many times
+
+
+def _saddle_problem():
+    return gdlab.Problem(name="saddle", init=lambda k: jax.random.normal(k, (2,)),
+                         loss=lambda p, b: p[0] ** 2 - p[1] ** 2 + 0.25 * p[1] ** 4)
+
+
+def test_saddle_endpoint_is_classified_as_saddle():
+    problem = _saddle_problem()
+    ends = jnp.array([[0.0, 0.0], [0.0, np.sqrt(2.0)], [0.0, -np.sqrt(2.0)], [0.3, 0.1]])
+    atlas = find_minima(problem, gdlab.Runs.from_endpoints(problem, ends), grad_tol=1e-4)
+    assert atlas.status.tolist() == ["saddle", "minimum", "minimum", "not_converged"]
+    assert atlas.num_minima == 2 and atlas.labels[0] == -1 and atlas.labels[3] == -1
+    assert atlas.hessian_extremes[0, 0] == pytest.approx(-2.0, rel=1e-5)
+
+
+def _random_mlp(key, widths=(3, 5, 4, 2)):
+    module = problems.MLP(hidden=widths[1:-1], out=widths[-1])
+    return module, module.init(jax.random.key(key), jnp.zeros((1, widths[0])))["params"]
+
+
+def _permute_and_flip(params, key):
+    """A random element of the symmetry group applied to every hidden layer."""
+    rng = np.random.default_rng(key)
+    params = jax.tree.map(np.asarray, params)
+    names = sorted(params)
+    for layer in range(len(names) - 1):
+        h = params[names[layer]]["bias"].shape[0]
+        perm, sign = rng.permutation(h), rng.choice([-1.0, 1.0], h)
+        cur, nxt = params[names[layer]], params[names[layer + 1]]
+        cur["kernel"] = (cur["kernel"] * sign)[:, perm]
+        cur["bias"] = (cur["bias"] * sign)[perm]
+        nxt["kernel"] = (nxt["kernel"] * sign[:, None])[perm]
+    return params
+
+
+def test_permuted_sign_flipped_mlp_same_outputs_same_canonical_form():
+    module, params = _random_mlp(0)
+    x = jax.random.normal(jax.random.key(1), (50, 3))
+    for key in range(5):
+        other = _permute_and_flip(params, key)
+        np.testing.assert_allclose(module.apply({"params": other}, x),
+                                   module.apply({"params": params}, x), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(flatten_one(tanh_mlp_canonical(other)),
+                                   flatten_one(tanh_mlp_canonical(params)), atol=1e-6)
+    assert not np.allclose(flatten_one(_permute_and_flip(params, 0)), flatten_one(params))
+
+
+def test_weight_matching_undoes_a_permutation_and_flip():
+    _, params = _random_mlp(2, widths=(4, 6, 1))
+    other = _permute_and_flip(params, 7)
+    aligned = align_tanh_mlp(params, other)
+    np.testing.assert_allclose(flatten_one(aligned), flatten_one(params), atol=1e-6)
+
+
+def test_teacher_student_raw_minima_collapse_under_symmetry():
+    problem = problems.teacher_student(d_in=2, hidden=3, n=128, key=1)
+    config = gdlab.TrainConfig(optimizer="adam", learning_rate=0.02, steps=2000,
+                               eval_every=2000)
+    runs = gdlab.train(problem, config, seeds=256)
+    atlas = find_minima(problem, runs, grad_tol=1e-3, dist_tol=0.05)
+    assert atlas.num_minima > atlas.num_symmetry_classes >= atlas.num_function_classes >= 1
+
+
+def test_lanczos_matches_exact_hessian_extremes():
+    problem = problems.teacher_student(d_in=3, hidden=4, n=64)
+    params = jax.vmap(problem.init)(jax.random.split(jax.random.key(0), 4))
+    exact = exact_extremes(problem, params, problem.data)
+    approx = lanczos_extremes(problem, params, problem.data, iters=40)
+    np.testing.assert_allclose(approx, exact, rtol=1e-3, atol=1e-4)
+
+
+def test_clustering_is_invariant_to_seed_order():
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(-5, 5, (7, 3))
+    x = centres[rng.integers(0, 7, 3000)] + 1e-4 * rng.standard_normal((3000, 3))
+    labels = cluster_points(x, 1e-2)
+    assert labels.max() + 1 == 7
+    for seed in range(3):
+        perm = np.random.default_rng(seed).permutation(len(x))
+        np.testing.assert_array_equal(cluster_points(x[perm], 1e-2), labels[perm])
+
+
+def test_clustering_separates_by_tolerance_and_handles_many_points():
+    x = np.repeat(np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 0.0015]]), 30000, axis=0)
+    assert cluster_points(x, 1e-3).max() + 1 == 3
+    assert cluster_points(x, 1e-2).max() + 1 == 2
+
+
+def test_find_minima_is_invariant_to_seed_order():
+    problem = problems.himmelblau()
+    runs = train(problem, 0.01, 1000, 300)
+    perm = np.random.default_rng(0).permutation(300)
+    shuffled = gdlab.Runs.from_endpoints(problem, runs.params[perm])
+    a, b = find_minima(problem, runs), find_minima(problem, shuffled)
+    np.testing.assert_array_equal(a.labels[perm], b.labels)
+
+
+def test_wilson_and_chao1_reference_values():
+    lo, hi = wilson_interval(5, 20)
+    assert lo == pytest.approx(0.1119, abs=1e-4) and hi == pytest.approx(0.4687, abs=1e-4)
+    assert wilson_interval(0, 10)[0] == 0.0
+    assert chao1(np.array([10, 5, 1, 1, 1, 2])) == pytest.approx(6 + 3 * 2 / (2 * 2))
+    assert chao1(np.array([4, 4])) == 2
+
+
+def test_runs_of_another_problem_raise():
+    runs = train(problems.himmelblau(), 0.01, 10, 4)
+    with pytest.raises(ValueError, match="another problem"):
+        find_minima(problems.least_squares(), runs)
+
+
+@pytest.mark.parametrize("kw", [dict(grad_tol=0.0), dict(hess_tol=-1.0), dict(dist_tol=np.nan)])
+def test_bad_tolerances_raise(kw):
+    runs = train(problems.himmelblau(), 0.01, 10, 4)
+    with pytest.raises(ValueError, match=f"{next(iter(kw))} must be a finite number > 0"):
+        find_minima(problems.himmelblau(), runs, **kw)
+
+
+def test_all_diverged_gives_no_minima_not_a_crash():
+    problem = gdlab.Problem(name="quartic", init=lambda k: jnp.full((1,), 10.0),
+                            loss=lambda x, b: jnp.sum(x ** 4))
+    runs = train(problem, 1.0, 20, 8)
+    assert runs.diverged.all()
+    atlas = find_minima(problem, runs)
+    assert atlas.num_minima == 0 and atlas.minima == [] and np.all(atlas.labels == -1)
+    assert atlas.status_counts()["diverged"] == 8
+
+
+def test_flatten_seeds_matches_flatten_one():
+    _, params = _random_mlp(3)
+    stacked = jax.tree.map(lambda x: jnp.stack([x, 2 * x]), params)
+    np.testing.assert_allclose(flatten_seeds(stacked)[1], 2 * flatten_one(params))
