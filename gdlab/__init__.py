@@ -12,9 +12,11 @@ Example:
 
 from gdlab import problems
 from gdlab.config import TrainConfig
+from gdlab.minima import Atlas, Minimum, find_minima
 from gdlab.problem import KnownMinimum, Problem
 from gdlab.runs import Runs, load_runs
 from gdlab.train import train
 
 __version__ = "0.1.0"
-__all__ = ["KnownMinimum", "Problem", "Runs", "TrainConfig", "load_runs", "problems", "train"]
+__all__ = ["Atlas", "KnownMinimum", "Minimum", "Problem", "Runs", "TrainConfig", "find_minima",
+           "load_runs", "problems", "train"]

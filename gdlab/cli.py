@@ -17,6 +17,7 @@ examples:
   gdlab train --problem himmelblau --seeds 4096 --steps 2000
   gdlab train --problem teacher_student --seeds 256 --steps 1000 --lr 0.05 \\
       --batch-size 64 --out runs/ts
+  gdlab minima runs/ts
   gdlab run convexity --smoke
 """
 
@@ -29,6 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("problems", help="list the built-in problems and their known minima")
     _add_train(sub)
+    minima = sub.add_parser("minima", help="map the minima of a saved run (gdlab train --out)",
+                            description="Classify every endpoint of a saved run and count the "
+                                        "distinct minima: raw, modulo symmetry, as functions.")
+    minima.add_argument("run_dir", help="run directory written by `gdlab train --out`")
+    minima.add_argument("--grad-tol", type=float, default=None,
+                        help="gradient-norm tolerance for convergence (default: scale-aware)")
+    minima.add_argument("--dist-tol", type=float, default=None,
+                        help="distance under which endpoints are one minimum (default: "
+                             "scale-aware)")
     run = sub.add_parser("run", help="run a study from experiments/ (e.g. convexity)")
     run.add_argument("name", help="study name: a file experiments/NAME.py")
     run.add_argument("--smoke", action="store_true", help="tiny version that runs in seconds")
@@ -67,6 +77,27 @@ def cmd_problems() -> int:
     rows = [(name, len(p.known_minima) or "-", p.num_params(), p.num_data or "-", p.description)
             for name, p in ((n, f()) for n, f in problems.BUILTINS.items())]
     print(_table(["problem", "known minima", "params", "data N", "description"], rows))
+    return 0
+
+
+def cmd_minima(args) -> int:
+    import gdlab
+    from gdlab import problems
+    runs = gdlab.load_runs(args.run_dir)
+    problem = problems.from_spec(runs.manifest.get("problem", {}).get("spec"))
+    atlas = gdlab.find_minima(problem, runs, grad_tol=args.grad_tol, dist_tol=args.dist_tol)
+    s = atlas.summary()
+    print(f"{problem.name}: {runs.num_seeds} seeds -> {s['minima']} minima, "
+          f"{s['modulo_symmetry']} modulo symmetry, functions: {s['functions'] or '-'}, "
+          f"Chao1 estimate {s['chao1']:.1f}")
+    print("status: " + ", ".join(f"{k} {v}" for k, v in atlas.status_counts().items()))
+    rows = [(i, f"{m.loss:.6g}", m.count, f"{m.fraction:.3f}",
+             f"[{m.ci[0]:.3f}, {m.ci[1]:.3f}]", m.kind, f"{m.hessian_min:.3g}",
+             f"{m.hessian_max:.3g}") for i, m in enumerate(atlas.minima[:40])]
+    print(_table(["#", "loss", "seeds", "fraction", "95% CI", "kind", "hess min", "hess max"],
+                 rows))
+    if atlas.num_minima > 40:
+        print(f"... {atlas.num_minima - 40} more minima")
     return 0
 
 
@@ -142,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_problems()
         if args.command == "train":
             return cmd_train(args)
+        if args.command == "minima":
+            return cmd_minima(args)
         return cmd_run(args)
     except ValueError as err:
         print(f"gdlab {args.command}: error: {err}", file=sys.stderr)

@@ -73,6 +73,64 @@ def final_loss_histogram(final_loss_S: np.ndarray, title: str = ""):
     return fig
 
 
+def minima_bars(fractions_M: np.ndarray, ci_M2: np.ndarray, losses_M: np.ndarray,
+                title: str = ""):
+    """Basin fraction of each minimum with its 95% interval, and its loss."""
+    m = len(fractions_M)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6.4, 0.35 * m), 5.6), sharex=True,
+                                      layout="constrained")
+    idx = np.arange(m)
+    err = np.abs(np.asarray(ci_M2).T - np.asarray(fractions_M)[None, :]) if m else None
+    top.bar(idx, fractions_M, yerr=err, capsize=3, color="tab:blue")
+    top.set(ylabel="basin fraction (95% CI)", title=title)
+    bottom.bar(idx, losses_M, color="tab:orange")
+    bottom.set(xlabel="minimum (ordered by loss)", ylabel="loss")
+    return fig
+
+
+def basin_map(problem: Problem, init_S2: np.ndarray, labels_S: np.ndarray,
+              max_points: int = 20000):
+    """Each start position coloured by the minimum it reached (grey: none)."""
+    fig, ax = plt.subplots(figsize=(6.4, 5.4), layout="constrained")
+    take = slice(None, max_points)
+    lab = np.asarray(labels_S)[take]
+    pts = np.asarray(init_S2)[take]
+    none = lab < 0
+    ax.scatter(pts[none, 0], pts[none, 1], s=4, c="lightgrey", label="no minimum")
+    sc = ax.scatter(pts[~none, 0], pts[~none, 1], s=4, c=lab[~none], cmap="tab20")
+    if problem.domain is not None:
+        (x0, x1), (y0, y1) = problem.domain
+        ax.set(xlim=(x0, x1), ylim=(y0, y1))
+    fig.colorbar(sc, ax=ax, label="minimum reached")
+    ax.set(xlabel="x start", ylabel="y start", title=f"{problem.name}: basins of attraction")
+    return fig
+
+
+def barrier_heatmap(barriers_MM: np.ndarray, title: str = ""):
+    """Loss barrier on the straight path between every pair of minima."""
+    fig, ax = plt.subplots(figsize=(5.6, 4.8), layout="constrained")
+    im = ax.imshow(barriers_MM, cmap="magma")
+    fig.colorbar(im, ax=ax, label="barrier (max on path - mean of ends)")
+    ax.set(xlabel="minimum", ylabel="minimum", title=title)
+    return fig
+
+
+def pca_projection(flat_SP: np.ndarray, labels_S: np.ndarray, title: str = ""):
+    """Endpoints projected on their two principal components, coloured by minimum."""
+    centred = flat_SP - flat_SP.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    axes = np.zeros((2, flat_SP.shape[1]))
+    axes[: min(2, len(vt))] = vt[:2]
+    xy = centred @ axes.T
+    fig, ax = plt.subplots(figsize=(6.4, 5.0), layout="constrained")
+    none = labels_S < 0
+    ax.scatter(xy[none, 0], xy[none, 1], s=5, c="lightgrey", label="not a minimum")
+    ax.scatter(xy[~none, 0], xy[~none, 1], s=8, c=labels_S[~none], cmap="tab20")
+    ax.set(xlabel="PC 1", ylabel="PC 2", title=title)
+    ax.legend(loc="best", fontsize=8)
+    return fig
+
+
 def save(fig, path) -> None:
     """Write a figure as PNG and release it."""
     fig.savefig(path, dpi=110)

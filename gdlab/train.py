@@ -198,7 +198,8 @@ def manifest(problem: Problem, config: TrainConfig, seed_ids, key, mesh, chunk) 
     import optax
     contiguous = bool(np.all(seed_ids == np.arange(len(seed_ids))))
     return {
-        "problem": {"name": problem.name, "description": problem.description,
+        "problem": {"name": problem.name, "spec": problem.spec,
+                    "description": problem.description,
                     "num_params": problem.num_params(), "num_data": problem.num_data},
         "config": config.describe(),
         "key": np.asarray(jax.random.key_data(key)).tolist(),

@@ -186,3 +186,36 @@ def test_flatten_seeds_matches_flatten_one():
     _, params = _random_mlp(3)
     stacked = jax.tree.map(lambda x: jnp.stack([x, 2 * x]), params)
     np.testing.assert_allclose(flatten_seeds(stacked)[1], 2 * flatten_one(params))
+
+
+def test_barrier_of_double_well_and_of_aligned_permuted_network():
+    from gdlab.landscape import barrier_matrix
+    well = gdlab.Problem(name="well", init=lambda k: jnp.zeros(1),
+                         loss=lambda x, b: jnp.sum((x ** 2 - 1) ** 2))
+    m = barrier_matrix(well, [jnp.array([-1.0]), jnp.array([1.0])], num_points=25)
+    assert m[0, 1] == pytest.approx(1.0, abs=1e-6) and m[1, 0] == m[0, 1] and m[0, 0] == 0
+    problem = problems.teacher_student(d_in=2, hidden=4, n=64)
+    params = problem.init(jax.random.key(0))
+    other = _permute_and_flip(params, 3)
+    naive = barrier_matrix(problem, [params, other])[0, 1]
+    aligned = barrier_matrix(problem, [params, other], align=align_tanh_mlp)[0, 1]
+    assert aligned == pytest.approx(0.0, abs=1e-6) and naive > 1e-3
+
+
+def test_problem_spec_rebuilds_builtins():
+    p = problems.teacher_student(d_in=2, hidden=3, n=32, key=4)
+    q = problems.from_spec(p.spec)
+    assert q.spec == p.spec and np.array_equal(q.data["y"], p.data["y"])
+    with pytest.raises(ValueError, match="cannot rebuild a problem"):
+        problems.from_spec(None)
+
+
+def test_cli_minima_on_a_saved_run(tmp_path, capsys):
+    from gdlab import cli
+    assert cli.main(["train", "--problem", "himmelblau", "--seeds", "200", "--steps", "1500",
+                     "--out", str(tmp_path / "h")]) == 0
+    capsys.readouterr()
+    assert cli.main(["minima", str(tmp_path / "h")]) == 0
+    out = capsys.readouterr().out
+    assert "200 seeds -> 4 minima" in out and "global" in out
+    assert cli.main(["minima", str(tmp_path / "missing")]) == 2

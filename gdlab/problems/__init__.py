@@ -39,8 +39,17 @@ def get(name: str) -> Problem:
     return BUILTINS[name]()
 
 
+def from_spec(spec: dict) -> Problem:
+    """Rebuild a built-in problem from its `Problem.spec` (as saved in a run's manifest)."""
+    factories = {f.__name__: f for f in BUILTINS.values()}
+    if not isinstance(spec, dict) or spec.get("factory") not in factories:
+        raise ValueError(f"cannot rebuild a problem from spec {spec!r}; runs of user-defined "
+                         "problems must be analysed from Python with their Problem")
+    return factories[spec["factory"]](**spec.get("kwargs", {}))
+
+
 __all__ = [
-    "BUILTINS", "MLP", "branin", "from_flax", "get", "himmelblau", "least_squares",
+    "BUILTINS", "MLP", "branin", "from_flax", "from_spec", "get", "himmelblau", "least_squares",
     "logistic_regression", "quadratic", "rastrigin", "rosenbrock", "six_hump_camel",
     "styblinski_tang", "teacher_student", "three_hump_camel", "two_spirals",
 ]
