@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
 .venv/bin/ruff check gdlab tests experiments scripts
-.venv/bin/python -m pytest -q "$@"
+.venv/bin/python -m pytest "$@"
