@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.cluster.hierarchy import DisjointSet
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 
 def _canonical_order(x_SP: np.ndarray) -> np.ndarray:
@@ -79,10 +81,25 @@ def cluster_points(x_SP: np.ndarray, tol: float) -> np.ndarray:
         return np.zeros(0, np.int64)
     order = _canonical_order(x_SP)
     labels_sorted = _merge_close_centroids(x_SP[order], _leaders(x_SP[order], tol), tol)
-    # Renumber by first appearance in canonical order.
-    _, first = np.unique(labels_sorted, return_index=True)
+    labels = np.empty(len(x_SP), np.int64)
+    labels[order] = first_seen(labels_sorted)  # numbered in canonical order
+    return labels
+
+
+def first_seen(labels: np.ndarray) -> np.ndarray:
+    """Renumber labels 0..K-1 in order of first appearance."""
+    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
     rank = np.empty(len(first), np.int64)
     rank[np.argsort(first)] = np.arange(len(first))
-    labels = np.empty(len(x_SP), np.int64)
-    labels[order] = rank[labels_sorted]
-    return labels
+    return rank[inverse.reshape(np.shape(labels))]
+
+
+def join_partitions(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Finest partition coarser than both: items share a class if linked by a or b."""
+    a, b = first_seen(np.asarray(a)), first_seen(np.asarray(b))
+    m, ka = len(a), int(a.max(initial=-1)) + 1
+    items = np.arange(m)
+    graph = coo_matrix((np.ones(2 * m), (np.concatenate([items, items]),
+                                          np.concatenate([m + a, m + ka + b]))),
+                       shape=(m + ka + int(b.max(initial=-1)) + 1,) * 2)
+    return first_seen(connected_components(graph, directed=False)[1][:m])

@@ -1,4 +1,4 @@
-"""Loss along straight paths between minima, and the barriers on them."""
+"""Loss along straight paths between minima, the barriers on them, flat connections."""
 
 from __future__ import annotations
 
@@ -9,7 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
+from gdlab.cluster import first_seen
 from gdlab.problem import Problem
 
 
@@ -54,3 +58,28 @@ def barrier_matrix(problem: Problem, minima_params: list[Any], num_points: int =
     for (i, j), v in zip(pairs, values, strict=True):
         out[i, j] = out[j, i] = v
     return out
+
+
+def connected_groups(problem: Problem, points_MP: np.ndarray, unravel: Callable, tol: float,
+                     neighbours: int = 8, num_points: int = 25) -> np.ndarray:
+    """(M,) group id per point: points joined by a flat straight path share a group.
+
+    Each point is tested against its `neighbours` nearest points (KD-tree); a pair is
+    joined when both ends have the same loss within `tol` and no point of the straight
+    path between them rises more than `tol` above the higher end. Groups are the
+    connected components of the joined pairs (ids in order of first appearance).
+    """
+    m = len(points_MP)
+    if m < 2:
+        return np.zeros(m, np.int64)
+    k = min(neighbours, m - 1)
+    _, nearest_MK = cKDTree(points_MP).query(points_MP, k=k + 1)
+    pairs = np.unique(np.sort(np.stack([np.repeat(np.arange(m), k + 1), nearest_MK.ravel()],
+                                       axis=1), axis=1), axis=0)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    a, b = (jnp.asarray(points_MP[pairs[:, i]], jnp.float32) for i in (0, 1))
+    losses = np.asarray(path_losses(problem, a, b, unravel, num_points), np.float64)
+    ends = losses[:, [0, -1]]
+    flat = (np.abs(ends[:, 0] - ends[:, 1]) <= tol) & (losses.max(axis=1) <= ends.max(1) + tol)
+    graph = coo_matrix((np.ones(int(flat.sum())), tuple(pairs[flat].T)), shape=(m, m))
+    return first_seen(connected_components(graph, directed=False)[1])

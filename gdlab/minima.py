@@ -16,11 +16,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from gdlab import curvature
-from gdlab.cluster import cluster_points
+from gdlab.cluster import cluster_points, first_seen, join_partitions
+from gdlab.landscape import connected_groups
 from gdlab.problem import Problem
 from gdlab.runs import Runs
 from gdlab.stats import chao1, wilson_interval
-from gdlab.tree import flatten_one, flatten_seeds
+from gdlab.tree import flatten_one, flatten_seeds, unravel_like
 
 MINIMUM, SADDLE, NOT_CONVERGED, DIVERGED = "minimum", "saddle", "not_converged", "diverged"
 
@@ -68,7 +69,9 @@ class Atlas:
       hessian_extremes: (S, 2) smallest and largest Hessian eigenvalue (NaN where not
         computed: diverged or not converged seeds).
       num_symmetry_classes: distinct minima modulo the problem's symmetry.
-      num_function_classes: distinct functions (None when the problem has no `predict`).
+      num_function_classes: distinct functions: minima modulo symmetry, further joined
+        when their predictions agree (None when the problem has no `predict`); so
+        num_minima >= num_symmetry_classes >= num_function_classes.
       chao1: estimated total number of minima, seen and unseen (Chao1).
       tolerances: the tolerances used.
     """
@@ -91,6 +94,18 @@ class Atlas:
         return {k: int(np.sum(self.status == k)) for k in (MINIMUM, SADDLE, NOT_CONVERGED,
                                                             DIVERGED)}
 
+    def class_counts(self, level: str) -> np.ndarray:
+        """Seeds per class at `level`: "minimum", "symmetry" or "function" (by class id)."""
+        if level == "minimum":
+            return np.array([m.count for m in self.minima], np.int64)
+        if level not in ("symmetry", "function"):
+            raise ValueError(f"level must be 'minimum', 'symmetry' or 'function', got {level!r}")
+        ids = np.array([getattr(m, f"{level}_class") for m in self.minima], np.int64)
+        if ids.size and ids.min() < 0:
+            raise ValueError("this atlas has no function classes (the problem has no predict)")
+        return np.bincount(ids, weights=self.class_counts("minimum"),
+                           minlength=int(ids.max(initial=-1)) + 1).astype(np.int64)
+
     def summary(self) -> dict[str, Any]:
         return {"minima": self.num_minima, "modulo_symmetry": self.num_symmetry_classes,
                 "functions": self.num_function_classes, "chao1": self.chao1,
@@ -99,8 +114,9 @@ class Atlas:
 
 def find_minima(problem: Problem, runs: Runs, *, grad_tol: float | None = None,
                 hess_tol: float = 1e-3, dist_tol: float | None = None,
-                func_tol: float | None = None, probe: Any = None,
-                max_exact_params: int = 100, lanczos_iters: int = 40) -> Atlas:
+                func_tol: float | None = None, barrier_tol: float | None = None,
+                connect: bool = True, probe: Any = None, max_exact_params: int = 100,
+                lanczos_iters: int = 40) -> Atlas:
     """Classify every endpoint and cluster the minima into a census.
 
     Args:
@@ -114,6 +130,13 @@ def find_minima(problem: Problem, runs: Runs, *, grad_tol: float | None = None,
         (default 1e-3 x max(1, median endpoint norm)).
       func_tol: minima whose predictions on the probe batch differ by at most this (RMS)
         are the same function (default 1e-3 x max(1, RMS of the predictions)).
+      barrier_tol: with `connect`, two clusters (each tested against its 8 nearest) are
+        one minimum when their losses agree within this and the straight path between
+        them rises at most this above the higher end: a flat valley of degenerate minima
+        (e.g. an MLP's) is one minimum however long it is (default 1e-5 x the median
+        loss at the seeds' starts). Applied in raw space and modulo symmetry.
+      connect: merge flat-connected clusters (see `barrier_tol`); False counts clusters
+        by distance alone.
       probe: batch for functional equivalence (default: the first 512 data points).
       max_exact_params: exact Hessian up to this many parameters; Lanczos beyond.
       lanczos_iters: Lanczos steps (Hessian-vector products) per endpoint.
@@ -128,7 +151,7 @@ def find_minima(problem: Problem, runs: Runs, *, grad_tol: float | None = None,
     """
     _check_runs(problem, runs)
     for name, tol in (("grad_tol", grad_tol), ("hess_tol", hess_tol), ("dist_tol", dist_tol),
-                      ("func_tol", func_tol)):
+                      ("func_tol", func_tol), ("barrier_tol", barrier_tol)):
         if tol is not None and not (np.isfinite(tol) and tol > 0):
             raise ValueError(f"{name} must be a finite number > 0 (or None for the default), "
                              f"got {tol!r}")
@@ -150,13 +173,19 @@ def find_minima(problem: Problem, runs: Runs, *, grad_tol: float | None = None,
     flat_SP = flatten_seeds(runs.params).astype(np.float64)
     if dist_tol is None:
         dist_tol = 1e-3 * max(1.0, float(np.median(np.linalg.norm(flat_SP, axis=1))))
+    if barrier_tol is None:
+        barrier_tol = 1e-5 * max(float(np.nanmedian(np.abs(runs.loss_history[:, 0]))), 1e-30)
+    group = lambda x_SP, loss_S: _group(problem, x_SP, loss_S, dist_tol,
+                                        barrier_tol if connect else None)
     is_min = status == MINIMUM
     raw = np.full(runs.num_seeds, -1, np.int64)
     if is_min.any():
-        raw[is_min] = cluster_points(flat_SP[is_min], dist_tol)
+        raw[is_min] = group(flat_SP[is_min], runs.final_loss[is_min])
     labels, reps = _order_clusters(raw, runs.final_loss)
-    sym_class, n_sym = _symmetry_classes(problem, runs.params, reps, dist_tol)
-    func_class, n_func, func_tol = _function_classes(problem, runs.params, reps, probe, func_tol)
+    sym_class, n_sym = _symmetry_classes(problem, runs.params, reps, group,
+                                         runs.final_loss[reps])
+    func_class, n_func, func_tol = _function_classes(problem, runs.params, reps, probe, func_tol,
+                                                     sym_class)
     minima = _minima(runs, labels, reps, flat_SP, extremes, sym_class, func_class)
     counts = np.array([m.count for m in minima])
     return Atlas(labels=labels, status=status, minima=minima, grad_norm=grad_norm,
@@ -164,6 +193,7 @@ def find_minima(problem: Problem, runs: Runs, *, grad_tol: float | None = None,
                  num_function_classes=n_func, chao1=chao1(counts) if len(counts) else 0.0,
                  tolerances={"grad_tol": float(grad_tol), "hess_tol": float(hess_tol),
                              "dist_tol": float(dist_tol),
+                             "barrier_tol": float(barrier_tol) if connect else None,
                              "func_tol": None if func_tol is None else float(func_tol)})
 
 
@@ -209,17 +239,29 @@ def _take(params_S: Any, idx: list[int]) -> Any:
     return jax.tree.map(lambda x: np.asarray(x)[np.asarray(idx, np.int64)], params_S)
 
 
-def _symmetry_classes(problem, params_S, reps, dist_tol) -> tuple[np.ndarray, int]:
+def _group(problem, x_SP, loss_S, dist_tol, barrier_tol) -> np.ndarray:
+    """Cluster ids: within `dist_tol`, then clusters joined by flat paths (if barrier_tol)."""
+    labels = cluster_points(x_SP, dist_tol)
+    if barrier_tol is None or labels.max() < 1:
+        return labels
+    reps = [(m := np.flatnonzero(labels == c))[np.argmin(loss_S[m])]
+            for c in range(labels.max() + 1)]
+    unravel = unravel_like(problem.params_shape())
+    groups = connected_groups(problem, x_SP[reps], unravel, barrier_tol)
+    return groups[labels]
+
+
+def _symmetry_classes(problem, params_S, reps, group, loss_M) -> tuple[np.ndarray, int]:
     if not reps:
         return np.zeros(0, np.int64), 0
     if problem.symmetry is None:
         return np.arange(len(reps)), len(reps)
     canon = jax.vmap(problem.symmetry)(jax.tree.map(jnp.asarray, _take(params_S, reps)))
-    classes = cluster_points(flatten_seeds(canon), dist_tol)
-    return _first_seen(classes), int(classes.max() + 1)
+    classes = group(flatten_seeds(canon).astype(np.float64), loss_M)
+    return first_seen(classes), int(classes.max() + 1)
 
 
-def _function_classes(problem, params_S, reps, probe, func_tol):
+def _function_classes(problem, params_S, reps, probe, func_tol, sym_class):
     if problem.predict is None or problem.data is None:
         return np.full(len(reps), -1, np.int64), None, func_tol
     if not reps:
@@ -232,16 +274,9 @@ def _function_classes(problem, params_S, reps, probe, func_tol):
     if func_tol is None:
         func_tol = 1e-3 * max(1.0, float(np.sqrt(np.mean(flat**2))))
     # RMS difference <= func_tol  <=>  Euclidean distance <= func_tol * sqrt(outputs).
-    classes = cluster_points(flat, func_tol * np.sqrt(flat.shape[1]))
-    return _first_seen(classes), int(classes.max() + 1), func_tol
-
-
-def _first_seen(classes: np.ndarray) -> np.ndarray:
-    """Renumber classes in order of first appearance (minima are already ordered)."""
-    _, first = np.unique(classes, return_index=True)
-    rank = np.empty(len(first), np.int64)
-    rank[np.argsort(first)] = np.arange(len(first))
-    return rank[classes]
+    close = cluster_points(flat, func_tol * np.sqrt(flat.shape[1]))
+    classes = join_partitions(close, sym_class)  # equal modulo symmetry => same function
+    return classes, int(classes.max() + 1), func_tol
 
 
 def _minima(runs, labels, reps, flat_SP, extremes, sym_class, func_class) -> list[Minimum]:

@@ -34,6 +34,8 @@ class Runs:
       timings: compile_seconds, train_seconds, eval_seconds, total_seconds,
         seed_steps_per_second.
       manifest: config, problem, key, versions, devices, XLA flags, git revision.
+      trajectory: params of the first K seeds at every evaluation, leaves shaped
+        (K, E, ...), when `train(..., trajectories=K)` asked for them; else None.
     """
 
     params: Any
@@ -46,6 +48,7 @@ class Runs:
     seed_ids: np.ndarray
     timings: dict[str, float]
     manifest: dict[str, Any]
+    trajectory: Any = None
 
     @property
     def diverged(self) -> np.ndarray:
@@ -93,6 +96,8 @@ class Runs:
         arrays = {name: np.asarray(getattr(self, name)) for name in _ARRAY_FIELDS}
         trees = {"params": store.encode_tree(self.params, "params", arrays),
                  "init_params": store.encode_tree(self.init_params, "init_params", arrays)}
+        if self.trajectory is not None:
+            trees["trajectory"] = store.encode_tree(self.trajectory, "trajectory", arrays)
         store.write_arrays(path / store.ARRAYS, arrays)
         store.write_json(path / store.METADATA, {
             "format_version": FORMAT_VERSION, "trees": trees, "timings": self.timings,
@@ -113,4 +118,6 @@ def load_runs(directory: str | os.PathLike) -> Runs:
     return Runs(params=store.decode_tree(meta["trees"]["params"], arrays),
                 init_params=store.decode_tree(meta["trees"]["init_params"], arrays),
                 **{name: arrays[name] for name in _ARRAY_FIELDS},
-                timings=meta["timings"], manifest=meta["manifest"])
+                timings=meta["timings"], manifest=meta["manifest"],
+                trajectory=store.decode_tree(meta["trees"]["trajectory"], arrays)
+                if "trajectory" in meta["trees"] else None)

@@ -31,7 +31,7 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
           key: int | jax.Array = 0, *, eval_data: PyTree = None,
           devices: Sequence[jax.Device] | None = None, seed_chunk: int | None = None,
           progress: bool | None = None, out: str | os.PathLike | None = None,
-          overwrite: bool = False) -> Runs:
+          overwrite: bool = False, trajectories: int = 0) -> Runs:
     """Train many seeds of `problem` at once and return every seed's result.
 
     Args:
@@ -49,6 +49,8 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
         takes more than a couple of seconds).
       out: if given, save the run directory there (checked before anything compiles).
       overwrite: allow `out` to replace a run already saved there.
+      trajectories: record the params of the first `trajectories` seeds at every
+        evaluation (`Runs.trajectory`, leaves shaped (K, E, ...)); 0 records none.
 
     Returns:
       A `gdlab.Runs`.
@@ -61,6 +63,7 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
       (1024,)
     """
     seed_ids = _seed_ids(seeds)
+    record = _check_trajectories(trajectories, len(seed_ids))
     eval_data = _check_inputs(problem, config, eval_data)
     out_path = None if out is None else store.check_writable(out, overwrite)
     mesh = dev.seed_mesh(devices)
@@ -73,7 +76,7 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
 
     eng, state = engine.compile_engine(problem, config, mesh, chunk, ids, key_r, data_r, eval_r)
     init_params = state.params
-    loop = _run_loop(eng, state, config, mesh, data_r, eval_r, progress, problem.name)
+    loop = _run_loop(eng, state, config, mesh, data_r, eval_r, progress, problem.name, record)
     runs = _collect(problem, config, seed_ids, key, mesh, chunk, eng, init_params, loop)
     if out_path is not None:
         runs.save(out_path, overwrite=overwrite)
@@ -95,6 +98,14 @@ def _seed_ids(seeds: int | Sequence[int]) -> np.ndarray:
     if len(np.unique(ids)) != len(ids):
         raise ValueError("seed ids must be unique; got repeated ids")
     return ids.astype(np.int64)
+
+
+def _check_trajectories(trajectories: int, num_seeds: int) -> int:
+    if isinstance(trajectories, bool) or not isinstance(trajectories, numbers.Integral) \
+            or not 0 <= trajectories <= num_seeds:
+        raise ValueError(f"trajectories must be an integer in 0..{num_seeds} (the number of "
+                         f"seeds whose params are recorded), got {trajectories!r}")
+    return int(trajectories)
 
 
 def _check_inputs(problem: Problem, config: TrainConfig, eval_data: PyTree) -> PyTree:
@@ -140,9 +151,10 @@ def _choose_chunk(problem, config, seed_chunk, num_seeds, mesh) -> int:
     return dev.auto_seed_chunk(local, per_seed, mesh.devices.flat[0].platform)
 
 
-def _run_loop(eng, state, config: TrainConfig, mesh, data, eval_data, progress, name):
-    """Run the chunks, evaluating on schedule; returns state, losses and timings."""
-    evals, eval_steps, eval_times = [], [], []
+def _run_loop(eng, state, config: TrainConfig, mesh, data, eval_data, progress, name,
+              record: int = 0):
+    """Run the chunks, evaluating on schedule; returns state, losses, trajectory, timings."""
+    evals, eval_steps, eval_times, path = [], [], [], []
     eval_total = 0.0
     start = time.perf_counter()
 
@@ -153,6 +165,8 @@ def _run_loop(eng, state, config: TrainConfig, mesh, data, eval_data, progress, 
         eval_total += time.perf_counter() - t
         eval_steps.append(step)
         eval_times.append(time.perf_counter() - start)
+        if record:
+            path.append(jax.tree.map(lambda x: np.asarray(x[:record]), state.params))
 
     evaluate(0)
     bar = tqdm(total=config.steps, unit="step", desc=name, delay=2.0, leave=False,
@@ -171,6 +185,7 @@ def _run_loop(eng, state, config: TrainConfig, mesh, data, eval_data, progress, 
     bar.close()
     total = time.perf_counter() - start
     return {"state": state, "evals": evals, "eval_steps": eval_steps, "eval_times": eval_times,
+            "trajectory": jax.tree.map(lambda *xs: np.stack(xs, axis=1), *path) if path else None,
             "train_seconds": total - eval_total, "eval_seconds": eval_total,
             "loop_seconds": total}
 
@@ -188,7 +203,8 @@ def _collect(problem, config, seed_ids, key, mesh, chunk, eng, init_params, loop
                 eval_steps=np.asarray(loop["eval_steps"], np.int64),
                 eval_seconds=np.asarray(loop["eval_times"], np.float64),
                 diverged_at=strip(state.diverged_at), seed_ids=seed_ids, timings=timings,
-                manifest=manifest(problem, config, seed_ids, key, mesh, chunk))
+                manifest=manifest(problem, config, seed_ids, key, mesh, chunk),
+                trajectory=loop["trajectory"])
 
 
 def manifest(problem: Problem, config: TrainConfig, seed_ids, key, mesh, chunk) -> dict:

@@ -1,12 +1,14 @@
 import jax
 import jax.numpy as jnp
+import matplotlib.colors
 import numpy as np
 import pytest
 
 import gdlab
 from gdlab import problems
-from gdlab.cluster import cluster_points
+from gdlab.cluster import cluster_points, join_partitions
 from gdlab.curvature import exact_extremes, lanczos_extremes
+from gdlab.landscape import connected_groups
 from gdlab.minima import find_minima
 from gdlab.stats import chao1, wilson_interval
 from gdlab.symmetry import align_tanh_mlp, tanh_mlp_canonical
@@ -219,3 +221,54 @@ def test_cli_minima_on_a_saved_run(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "200 seeds -> 4 minima" in out and "global" in out
     assert cli.main(["minima", str(tmp_path / "missing")]) == 2
+
+
+def _valley_problem():
+    """Two flat valleys w0 = +-1 (loss independent of w1), separated by a barrier of 1."""
+    return gdlab.Problem(name="valleys", init=lambda k: jax.random.normal(k, (2,)), data=None,
+                         loss=lambda p, b: (p[0] ** 2 - 1.0) ** 2)
+
+
+def test_flat_valley_is_one_minimum_however_long():
+    problem = _valley_problem()
+    w1 = np.linspace(-3.0, 3.0, 40)
+    ends = np.concatenate([np.stack([np.ones(40), w1], 1), np.stack([-np.ones(40), w1], 1)])
+    runs = gdlab.Runs.from_endpoints(problem, jnp.asarray(ends, jnp.float32))
+    atlas = find_minima(problem, runs, dist_tol=0.01, barrier_tol=1e-4)
+    assert atlas.num_minima == 2
+    assert sorted(m.count for m in atlas.minima) == [40, 40]
+    assert len(set(atlas.labels[:40])) == 1 and atlas.labels[0] != atlas.labels[40]
+    split = find_minima(problem, runs, dist_tol=0.01, connect=False)
+    assert split.num_minima == 80 and split.tolerances["barrier_tol"] is None
+
+
+def test_connected_groups_needs_equal_losses_and_a_flat_path():
+    problem = gdlab.Problem(name="tilted", init=lambda k: jax.random.normal(k, (2,)), data=None,
+                            loss=lambda p, b: (p[0] ** 2 - 1.0) ** 2 + 0.01 * p[1])
+    pts = np.array([[1.0, 0.0], [1.0, 1.0], [-1.0, 0.0]])
+    unravel = lambda v: v
+    # Along w1 the loss rises by 0.01 per unit: joined under a loose tolerance only.
+    assert connected_groups(problem, pts, unravel, tol=0.02).tolist() == [0, 0, 1]
+    assert connected_groups(problem, pts, unravel, tol=0.005).tolist() == [0, 1, 2]
+
+
+def test_join_partitions_links_through_either_relation():
+    a = np.array([0, 0, 1, 2, 3])
+    b = np.array([5, 6, 6, 7, 8])
+    assert join_partitions(a, b).tolist() == [0, 0, 0, 1, 2]
+    assert join_partitions(np.zeros(0, np.int64), np.zeros(0, np.int64)).tolist() == []
+
+
+def test_bad_barrier_tolerance_raises():
+    problem = _valley_problem()
+    runs = gdlab.Runs.from_endpoints(problem, jnp.ones((2, 2)))
+    with pytest.raises(ValueError, match="barrier_tol must be a finite number > 0"):
+        find_minima(problem, runs, barrier_tol=0.0)
+
+
+def test_label_colours_are_distinct_per_minimum_and_grey_for_none():
+    from gdlab.plots import label_colours
+    colours = label_colours(np.array([-1, *range(18)]))
+    assert tuple(colours[0]) == matplotlib.colors.to_rgba("lightgrey")
+    assert len({tuple(c) for c in colours}) == 19
+    assert all(np.ptp(c) > 0.05 for c in colours[1:, :3])  # no minimum is drawn grey

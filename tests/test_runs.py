@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import jax
@@ -80,3 +81,28 @@ def test_tree_encoding_round_trips_nested_containers():
     assert jax.tree.structure(back) == jax.tree.structure(tree)
     with pytest.raises(ValueError, match="non-string keys"):
         store.encode_tree({1: np.ones(1)}, "p", {})
+
+
+def test_trajectory_records_the_first_seeds_at_every_evaluation(tmp_path):
+    cfg = gdlab.TrainConfig(learning_rate=1e-2, steps=40, eval_every=10)
+    runs = gdlab.train(problems.himmelblau(), cfg, seeds=16, key=3, trajectories=5)
+    assert runs.trajectory.shape == (5, len(runs.eval_steps), 2)
+    np.testing.assert_array_equal(runs.trajectory[:, 0], runs.init_params[:5])
+    np.testing.assert_array_equal(runs.trajectory[:, -1], runs.params[:5])
+    # The point recorded at step 10 is where a 10-step run of the same seeds ends.
+    short = gdlab.train(problems.himmelblau(), dataclasses.replace(cfg, steps=10), seeds=5, key=3)
+    np.testing.assert_allclose(runs.trajectory[:, 1], short.params, rtol=1e-6)
+    loaded = gdlab.load_runs(runs.save(tmp_path / "run"))
+    np.testing.assert_array_equal(loaded.trajectory, runs.trajectory)
+
+
+def test_no_trajectory_unless_asked(ts_runs, tmp_path):
+    assert ts_runs.trajectory is None
+    assert gdlab.load_runs(ts_runs.save(tmp_path / "run")).trajectory is None
+
+
+@pytest.mark.parametrize("bad", [-1, 17, 2.5, True])
+def test_bad_trajectory_count_is_rejected(bad):
+    cfg = gdlab.TrainConfig(learning_rate=1e-2, steps=10, eval_every=10)
+    with pytest.raises(ValueError, match=r"trajectories must be an integer in 0\.\.16"):
+        gdlab.train(problems.himmelblau(), cfg, seeds=16, trajectories=bad)
