@@ -11,6 +11,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from gdlab.checkpoint import EXIT_PREEMPTED, Preempted
+
 EXAMPLES = """\
 examples:
   gdlab problems
@@ -70,6 +72,11 @@ def _add_train(sub) -> None:
     p.add_argument("--out", default=None, help="save the run directory here")
     p.add_argument("--overwrite", action="store_true",
                    help="allow --out to replace a run already saved there")
+    p.add_argument("--checkpoint-every", type=float, default=None, metavar="SECONDS",
+                   help="with --out: save a checkpoint every SECONDS (0: every chunk); "
+                        "SIGTERM always saves one and exits with code 75")
+    p.add_argument("--resume", action="store_true",
+                   help="with --out: continue from the newest valid checkpoint there")
 
 
 def cmd_problems() -> int:
@@ -113,7 +120,8 @@ def cmd_train(args) -> int:
                                sampling=args.sampling, eval_every=eval_every,
                                eval_every_seconds=args.eval_every_seconds)
     runs = gdlab.train(problem, config, seeds=args.seeds, key=args.key, out=args.out,
-                       overwrite=args.overwrite)
+                       overwrite=args.overwrite, checkpoint_every=args.checkpoint_every,
+                       resume=args.resume)
     print(format_summary(problem.name, runs))
     if args.out:
         print(f"run saved to {args.out}")
@@ -179,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"gdlab {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except Preempted as stop:
+        print(f"gdlab {args.command}: {stop}", file=sys.stderr)
+        return EXIT_PREEMPTED
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import numbers
 import os
@@ -18,8 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from gdlab import checkpoint, engine, store
 from gdlab import devices as dev
-from gdlab import engine, store
 from gdlab.config import TrainConfig
 from gdlab.problem import Problem, check_loss_is_scalar, num_data_points
 from gdlab.runs import Runs
@@ -31,7 +32,8 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
           key: int | jax.Array = 0, *, eval_data: PyTree = None,
           devices: Sequence[jax.Device] | None = None, seed_chunk: int | None = None,
           progress: bool | None = None, out: str | os.PathLike | None = None,
-          overwrite: bool = False, trajectories: int = 0) -> Runs:
+          overwrite: bool = False, trajectories: int = 0,
+          checkpoint_every: float | None = None, resume: bool = False) -> Runs:
     """Train many seeds of `problem` at once and return every seed's result.
 
     Args:
@@ -51,6 +53,13 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
       overwrite: allow `out` to replace a run already saved there.
       trajectories: record the params of the first `trajectories` seeds at every
         evaluation (`Runs.trajectory`, leaves shaped (K, E, ...)); 0 records none.
+      checkpoint_every: with `out`, save a checkpoint of the whole state into
+        `out/checkpoints/` at the first chunk boundary after every this many seconds
+        (0: after every chunk). With `out`, SIGTERM (what SLURM sends before preemption)
+        always saves a checkpoint and raises `gdlab.checkpoint.Preempted`.
+      resume: with `out`, continue from the newest valid checkpoint there (a damaged one
+        is skipped with a warning; none: start from step 0). On the same devices the
+        result is bitwise identical to an uninterrupted run.
 
     Returns:
       A `gdlab.Runs`.
@@ -65,7 +74,7 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
     seed_ids = _seed_ids(seeds)
     record = _check_trajectories(trajectories, len(seed_ids))
     eval_data = _check_inputs(problem, config, eval_data)
-    out_path = None if out is None else store.check_writable(out, overwrite)
+    out_path = _check_out(out, overwrite, checkpoint_every, resume)
     mesh = dev.seed_mesh(devices)
     key = _as_key(key)
     chunk = _choose_chunk(problem, config, seed_chunk, len(seed_ids), mesh)
@@ -76,11 +85,38 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
 
     eng, state = engine.compile_engine(problem, config, mesh, chunk, ids, key_r, data_r, eval_r)
     init_params = state.params
-    loop = _run_loop(eng, state, config, mesh, data_r, eval_r, progress, problem.name, record)
+    ckpt = None
+    if out_path is not None:
+        ckpt = _Checkpointing(out_path, checkpoint_every, resume, checkpoint.fingerprint(
+            problem.spec or problem.name, problem.num_params(), config.describe(),
+            seed_ids.tolist(), np.asarray(jax.random.key_data(key)).tolist(), record))
+        if not resume:
+            checkpoint.remove(out_path)  # overwrite=True: stale checkpoints must not resume
+    loop = _run_loop(eng, state, config, mesh, data_r, eval_r, progress, problem.name, record,
+                     ckpt)
     runs = _collect(problem, config, seed_ids, key, mesh, chunk, eng, init_params, loop)
     if out_path is not None:
-        runs.save(out_path, overwrite=overwrite)
+        runs.save(out_path, overwrite=overwrite or resume)
+        checkpoint.remove(out_path)
     return runs
+
+
+def _check_out(out, overwrite: bool, checkpoint_every, resume: bool) -> Path | None:
+    if out is None:
+        if checkpoint_every is not None or resume:
+            raise ValueError("checkpoint_every and resume need an output directory (out=...)")
+        return None
+    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(
+            checkpoint_every, numbers.Real) or not 0 <= checkpoint_every < float("inf")):
+        raise ValueError(f"checkpoint_every must be a number of seconds >= 0 (0 = after every "
+                         f"chunk) or None, got {checkpoint_every!r}")
+    path = store.check_writable(out, overwrite or resume)
+    if resume and store.holds_run(path):
+        raise ValueError(f"{str(path)!r} already holds the finished run; nothing to resume")
+    if not resume and not overwrite and checkpoint.exists(path):
+        raise ValueError(f"{str(path)!r} holds checkpoints of an unfinished run; pass "
+                         "resume=True (--resume) to continue it, or overwrite=True to start over")
+    return path
 
 
 def _seed_ids(seeds: int | Sequence[int]) -> np.ndarray:
@@ -151,43 +187,105 @@ def _choose_chunk(problem, config, seed_chunk, num_seeds, mesh) -> int:
     return dev.auto_seed_chunk(local, per_seed, mesh.devices.flat[0].platform)
 
 
+@dataclasses.dataclass
+class _Checkpointing:
+    """Where and how often the host loop saves checkpoints, and whether it resumes."""
+
+    out: Path
+    every_seconds: float | None
+    resume: bool
+    fingerprint: str
+
+
+@dataclasses.dataclass
+class _Log:
+    """What the host loop records; saved in checkpoints so a resumed run continues it."""
+
+    evals: list = dataclasses.field(default_factory=list)
+    eval_steps: list = dataclasses.field(default_factory=list)
+    eval_times: list = dataclasses.field(default_factory=list)
+    path: list = dataclasses.field(default_factory=list)
+    eval_total: float = 0.0
+    elapsed: float = 0.0  # loop seconds before this process started (resumed runs)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {"evals": np.stack([np.asarray(e) for e in self.evals]),
+               "eval_steps": np.asarray(self.eval_steps), "eval_times": np.asarray(self.eval_times),
+               "clock": np.array([self.eval_total, self.eval_times[-1]])}
+        if self.path:
+            stacked = jax.tree.leaves(jax.tree.map(lambda *xs: np.stack(xs), *self.path))
+            out.update({f"path_{i}": x for i, x in enumerate(stacked)})
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], params_like) -> _Log:
+        path = []
+        if "path_0" in arrays:
+            n = sum(k.startswith("path_") for k in arrays)
+            treedef = jax.tree.structure(params_like)
+            leaves = [arrays[f"path_{i}"] for i in range(n)]
+            path = [jax.tree.unflatten(treedef, [x[e] for x in leaves])
+                    for e in range(len(arrays["eval_steps"]))]
+        return cls(evals=list(arrays["evals"]), eval_steps=arrays["eval_steps"].tolist(),
+                   eval_times=arrays["eval_times"].tolist(), path=path,
+                   eval_total=float(arrays["clock"][0]), elapsed=float(arrays["clock"][1]))
+
+
 def _run_loop(eng, state, config: TrainConfig, mesh, data, eval_data, progress, name,
-              record: int = 0):
-    """Run the chunks, evaluating on schedule; returns state, losses, trajectory, timings."""
-    evals, eval_steps, eval_times, path = [], [], [], []
-    eval_total = 0.0
-    start = time.perf_counter()
+              record: int = 0, ckpt: _Checkpointing | None = None):
+    """Run the chunks, evaluating on schedule and checkpointing; returns state and records."""
+    log, step, resumed_from = _Log(), 0, None
+    if ckpt is not None and ckpt.resume:
+        found = checkpoint.load_latest(ckpt.out, state, ckpt.fingerprint)
+        if found is not None:
+            step, state, saved = found
+            log, resumed_from = _Log.from_arrays(saved, state.params), step
+    start = time.perf_counter() - log.elapsed
 
-    def evaluate(step):
-        nonlocal eval_total
+    def evaluate(at):
         t = time.perf_counter()
-        evals.append(jax.block_until_ready(eng.evaluate(state, eval_data)))
-        eval_total += time.perf_counter() - t
-        eval_steps.append(step)
-        eval_times.append(time.perf_counter() - start)
+        log.evals.append(np.asarray(jax.block_until_ready(eng.evaluate(state, eval_data))))
+        log.eval_total += time.perf_counter() - t
+        log.eval_steps.append(at)
+        log.eval_times.append(time.perf_counter() - start)
         if record:
-            path.append(jax.tree.map(lambda x: np.asarray(x[:record]), state.params))
+            log.path.append(jax.tree.map(lambda x: np.asarray(x[:record]), state.params))
 
-    evaluate(0)
-    bar = tqdm(total=config.steps, unit="step", desc=name, delay=2.0, leave=False,
+    if step == 0:
+        evaluate(0)
+    bar = tqdm(total=config.steps, initial=step, unit="step", desc=name, delay=2.0, leave=False,
                disable=None if progress is None else not progress)
-    step, last_eval = 0, time.perf_counter()
-    for length in engine.chunk_lengths(config):
-        state = jax.block_until_ready(
-            eng.chunks[length](state, dev.replicated(mesh, jnp.int32(step)), data))
-        step += length
-        bar.update(length)
-        due = (time.perf_counter() - last_eval >= config.eval_every_seconds
-               if config.eval_by_time else True)
-        if due or step == config.steps:
-            evaluate(step)
-            last_eval = time.perf_counter()
+    last_eval = last_save = time.perf_counter()
+    ends = np.cumsum(engine.chunk_lengths(config))
+    with checkpoint.sigterm_flag() as sigterm:
+        for length, end in zip(engine.chunk_lengths(config), ends, strict=True):
+            if end <= step:
+                continue  # done before the checkpoint this run resumed from
+            state = jax.block_until_ready(
+                eng.chunks[length](state, dev.replicated(mesh, jnp.int32(step)), data))
+            step += length
+            bar.update(length)
+            due = (time.perf_counter() - last_eval >= config.eval_every_seconds
+                   if config.eval_by_time else True)
+            if due or step == config.steps:
+                evaluate(step)
+                last_eval = time.perf_counter()
+            if ckpt is not None and step < config.steps and (sigterm["set"] or (
+                    ckpt.every_seconds is not None
+                    and time.perf_counter() - last_save >= ckpt.every_seconds)):
+                path = checkpoint.save(ckpt.out, step, state, log.arrays(), ckpt.fingerprint)
+                last_save = time.perf_counter()
+                if sigterm["set"]:
+                    bar.close()
+                    raise checkpoint.Preempted(path, step)
     bar.close()
     total = time.perf_counter() - start
-    return {"state": state, "evals": evals, "eval_steps": eval_steps, "eval_times": eval_times,
-            "trajectory": jax.tree.map(lambda *xs: np.stack(xs, axis=1), *path) if path else None,
-            "train_seconds": total - eval_total, "eval_seconds": eval_total,
-            "loop_seconds": total}
+    return {"state": state, "evals": log.evals, "eval_steps": log.eval_steps,
+            "eval_times": log.eval_times,
+            "trajectory": jax.tree.map(lambda *xs: np.stack(xs, axis=1), *log.path)
+            if log.path else None,
+            "train_seconds": total - log.eval_total, "eval_seconds": log.eval_total,
+            "loop_seconds": total, "resumed_from_step": resumed_from}
 
 
 def _collect(problem, config, seed_ids, key, mesh, chunk, eng, init_params, loop) -> Runs:
@@ -203,7 +301,8 @@ def _collect(problem, config, seed_ids, key, mesh, chunk, eng, init_params, loop
                 eval_steps=np.asarray(loop["eval_steps"], np.int64),
                 eval_seconds=np.asarray(loop["eval_times"], np.float64),
                 diverged_at=strip(state.diverged_at), seed_ids=seed_ids, timings=timings,
-                manifest=manifest(problem, config, seed_ids, key, mesh, chunk),
+                manifest={**manifest(problem, config, seed_ids, key, mesh, chunk),
+                          "resumed_from_step": loop["resumed_from_step"]},
                 trajectory=loop["trajectory"])
 
 

@@ -1,0 +1,150 @@
+"""Checkpoints: saved atomically, damaged ones skipped, resumed runs bitwise identical."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+import gdlab
+from gdlab import checkpoint, problems
+
+STEPS = 6000
+ARGS = ["train", "--problem", "teacher_student", "--seeds", "8", "--steps", str(STEPS),
+        "--lr", "0.05", "--batch-size", "16", "--eval-every", "50", "--key", "3"]
+
+
+def _config():
+    return gdlab.TrainConfig(learning_rate=0.05, steps=STEPS, batch_size=16, eval_every=50)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """The uninterrupted run the interrupted ones must reproduce bit for bit."""
+    return gdlab.train(problems.teacher_student(), _config(), seeds=8, key=3)
+
+
+def _assert_same(a, b):
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(a.loss_history, b.loss_history)
+    np.testing.assert_array_equal(a.eval_steps, b.eval_steps)
+    np.testing.assert_array_equal(a.diverged_at, b.diverged_at)
+
+
+def _start(out, *extra):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="4")
+    return subprocess.Popen([sys.executable, "-m", "gdlab.cli", *ARGS, "--out", str(out),
+                             "--checkpoint-every", "0", *extra], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_checkpoints(proc, out, count, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while len(list((out / "checkpoints").glob("step-*"))) < count:
+        if proc.poll() is not None:
+            pytest.fail(f"training ended (rc {proc.returncode}) before a checkpoint: "
+                        f"{proc.stderr.read()[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("no checkpoint appeared in time")
+        time.sleep(0.005)
+
+
+def _resume(out):
+    return gdlab.train(problems.teacher_student(), _config(), seeds=8, key=3, out=out,
+                       resume=True)
+
+
+def test_sigkill_part_way_then_resume_is_bitwise_identical(reference, tmp_path):
+    out = tmp_path / "run"
+    proc = _start(out)
+    _wait_for_checkpoints(proc, out, 2)
+    proc.kill()
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    step = int(sorted((out / "checkpoints").glob("step-*"))[-1].name.split("-")[1])
+    assert 0 < step < STEPS and not (out / "runs.json").exists()
+    resumed = _resume(out)
+    assert resumed.manifest["resumed_from_step"] == step
+    _assert_same(resumed, reference)
+    assert not (out / "checkpoints").exists()  # removed once the finished run is saved
+    _assert_same(gdlab.load_runs(out), reference)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_with_the_documented_code(reference, tmp_path):
+    out = tmp_path / "run"
+    proc = _start(out)
+    _wait_for_checkpoints(proc, out, 1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == checkpoint.EXIT_PREEMPTED == 75, err
+    assert "stopped on SIGTERM at step" in err and "--resume" in err
+    _assert_same(_resume(out), reference)
+
+
+def test_truncated_latest_checkpoint_is_skipped_with_a_warning(reference, tmp_path):
+    out = tmp_path / "run"
+    proc = _start(out)
+    _wait_for_checkpoints(proc, out, 2)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    saved = sorted((out / "checkpoints").glob("step-*"))
+    assert len(saved) == checkpoint.KEEP
+    newest = saved[-1]
+    state = newest / checkpoint.STATE
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    with pytest.warns(UserWarning, match=f"skipping checkpoint .*{newest.name}.*checksum"):
+        resumed = _resume(out)
+    assert resumed.manifest["resumed_from_step"] == int(saved[-2].name.split("-")[1])
+    _assert_same(resumed, reference)
+
+
+def test_checkpointing_every_chunk_in_process_changes_nothing(reference, tmp_path):
+    runs = gdlab.train(problems.teacher_student(), _config(), seeds=8, key=3,
+                       out=tmp_path / "run", checkpoint_every=0)
+    _assert_same(runs, reference)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_resume_with_no_checkpoint_starts_from_step_zero(tmp_path):
+    cfg = gdlab.TrainConfig(learning_rate=1e-2, steps=20, eval_every=10)
+    a = gdlab.train(problems.himmelblau(), cfg, seeds=4, out=tmp_path / "a", resume=True)
+    b = gdlab.train(problems.himmelblau(), cfg, seeds=4)
+    assert a.manifest["resumed_from_step"] is None
+    _assert_same(a, b)
+
+
+def test_checkpoint_of_another_run_is_not_used(tmp_path):
+    checkpoint.save(tmp_path, 10, {"x": np.zeros(3, np.float32)}, {"evals": np.zeros((1, 4))},
+                    "another-run")
+    with pytest.warns(UserWarning, match="belongs to a different run"):
+        assert checkpoint.load_latest(tmp_path, {"x": np.zeros(3, np.float32)}, "this") is None
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(checkpoint_every=5.0), "need an output directory"),
+    (dict(resume=True), "need an output directory"),
+    (dict(out="OUT", checkpoint_every=-1.0), "checkpoint_every must be a number of seconds"),
+])
+def test_bad_checkpoint_arguments_are_rejected(kwargs, match, tmp_path):
+    if kwargs.get("out") == "OUT":
+        kwargs["out"] = tmp_path / "run"
+    cfg = gdlab.TrainConfig(learning_rate=1e-2, steps=10, eval_every=10)
+    with pytest.raises(ValueError, match=match):
+        gdlab.train(problems.himmelblau(), cfg, seeds=4, **kwargs)
+
+
+def test_unfinished_checkpoints_are_not_silently_discarded(tmp_path):
+    checkpoint.save(tmp_path, 10, {"x": np.zeros(3, np.float32)}, {"evals": np.zeros((1, 4))},
+                    "f")
+    cfg = gdlab.TrainConfig(learning_rate=1e-2, steps=10, eval_every=10)
+    with pytest.raises(ValueError, match="holds checkpoints of an unfinished run"):
+        gdlab.train(problems.himmelblau(), cfg, seeds=4, out=tmp_path)
+    gdlab.train(problems.himmelblau(), cfg, seeds=4, out=tmp_path / "done")
+    with pytest.raises(ValueError, match="already holds the finished run"):
+        gdlab.train(problems.himmelblau(), cfg, seeds=4, out=tmp_path / "done", resume=True)
