@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gdlab import devices as dev
 from gdlab import store
 
 CHECKPOINTS = "checkpoints"
@@ -46,14 +47,19 @@ def directory(out: Path) -> Path:
 
 
 def save(out: Path, step: int, state: Any, record: dict[str, Any], fingerprint: str) -> Path:
-    """Write the checkpoint of `step` atomically and prune older ones; returns its path."""
+    """Write the checkpoint of `step` atomically and prune older ones; returns its path.
+
+    Every process must call it (the state is gathered); only process 0 writes.
+    """
     root = directory(out)
     final = root / f"step-{step:012d}"
+    arrays = {f"state_{i}": dev.to_host(x) for i, x in enumerate(jax.tree.leaves(state))}
+    arrays.update({f"record_{k}": np.asarray(v) for k, v in record.items()})
+    if not dev.is_main_process():
+        return final
     tmp = root / f".tmp-step-{step:012d}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    arrays = {f"state_{i}": _to_numpy(x) for i, x in enumerate(jax.tree.leaves(state))}
-    arrays.update({f"record_{k}": np.asarray(v) for k, v in record.items()})
     store.write_arrays(tmp / STATE, arrays)
     store.write_json(tmp / META, {"step": step, "fingerprint": fingerprint,
                                   "sha256": _sha256(tmp / STATE)})
@@ -91,18 +97,13 @@ def _load(path: Path, like_state: Any, fingerprint: str):
 
 
 def remove(out: Path) -> None:
-    """Delete the checkpoints once the finished run is saved."""
-    shutil.rmtree(directory(out), ignore_errors=True)
+    """Delete the checkpoints (process 0), e.g. once the finished run is saved."""
+    if dev.is_main_process():
+        shutil.rmtree(directory(out), ignore_errors=True)
 
 
 def exists(out: Path) -> bool:
     return any(directory(out).glob("step-*"))
-
-
-def _to_numpy(x: jax.Array) -> np.ndarray:
-    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-        x = jax.random.key_data(x)
-    return np.asarray(x)
 
 
 def _from_numpy(a: np.ndarray, like: jax.Array) -> jax.Array:
@@ -110,11 +111,10 @@ def _from_numpy(a: np.ndarray, like: jax.Array) -> jax.Array:
         data = jax.random.key_data(like)
         if a.shape != data.shape or a.dtype != data.dtype:
             raise ValueError(f"key leaf shaped {a.shape} {a.dtype}, expected {data.shape}")
-        impl = jax.random.key_impl(like)
-        return jax.device_put(jax.random.wrap_key_data(a, impl=impl), like.sharding)
+        return jax.random.wrap_key_data(dev.put(a, data.sharding), impl=jax.random.key_impl(like))
     if a.shape != like.shape or a.dtype != like.dtype:
         raise ValueError(f"leaf shaped {a.shape} {a.dtype}, expected {like.shape} {like.dtype}")
-    return jax.device_put(a, like.sharding)
+    return dev.put(a, like.sharding)
 
 
 def _sha256(path: Path) -> str:

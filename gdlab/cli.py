@@ -77,6 +77,15 @@ def _add_train(sub) -> None:
                         "SIGTERM always saves one and exits with code 75")
     p.add_argument("--resume", action="store_true",
                    help="with --out: continue from the newest valid checkpoint there")
+    dist = p.add_argument_group(
+        "multi-process runs", "one process per GPU (e.g. under srun); only process 0 writes")
+    dist.add_argument("--distributed", action="store_true",
+                      help="join a jax.distributed run first (SLURM is detected when the "
+                           "three options below are not given)")
+    dist.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                      help="address of process 0's coordinator service")
+    dist.add_argument("--num-processes", type=int, default=None, help="number of processes")
+    dist.add_argument("--process-id", type=int, default=None, help="this process's id")
 
 
 def cmd_problems() -> int:
@@ -111,6 +120,11 @@ def cmd_minima(args) -> int:
 def cmd_train(args) -> int:
     import gdlab
     from gdlab import problems
+    if args.distributed:
+        from gdlab.devices import initialize_distributed
+        initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    elif (args.coordinator, args.num_processes, args.process_id) != (None, None, None):
+        raise ValueError("--coordinator, --num-processes and --process-id need --distributed")
     problem = problems.get(args.problem)
     eval_every = args.eval_every
     if eval_every is None and args.eval_every_seconds is None:
@@ -122,9 +136,11 @@ def cmd_train(args) -> int:
     runs = gdlab.train(problem, config, seeds=args.seeds, key=args.key, out=args.out,
                        overwrite=args.overwrite, checkpoint_every=args.checkpoint_every,
                        resume=args.resume)
-    print(format_summary(problem.name, runs))
-    if args.out:
-        print(f"run saved to {args.out}")
+    from gdlab.devices import is_main_process
+    if is_main_process():
+        print(format_summary(problem.name, runs))
+        if args.out:
+            print(f"run saved to {args.out}")
     return 0
 
 

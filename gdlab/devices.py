@@ -1,8 +1,10 @@
-"""Devices: the 1-D mesh over which the seed axis is sharded, and seed padding/chunking."""
+"""Devices: the 1-D mesh over which the seed axis is sharded, seed padding/chunking, and
+multi-process runs (`jax.distributed`): global arrays in, host arrays out."""
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,22 +18,87 @@ SEED_AXIS = "seeds"
 CPU_CHUNK_BYTES = 1 << 20
 
 
+def initialize_distributed(coordinator_address: str | None = None,
+                           num_processes: int | None = None, process_id: int | None = None,
+                           initialization_timeout: int = 300) -> None:
+    """Join a multi-process JAX run (`jax.distributed.initialize`); call before any JAX work.
+
+    With no arguments JAX detects the cluster (SLURM, Open MPI, ...); otherwise give the
+    coordinator's "host:port", the number of processes and this process's id. CPU
+    processes exchange results over gloo. Every process must then call `gdlab.train`
+    with the same arguments; the seed axis spans every device of every process.
+    """
+    if jax.distributed.is_initialized():
+        return
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes, process_id=process_id,
+                               initialization_timeout=initialization_timeout)
+
+
+def is_main_process() -> bool:
+    """True in the process that writes files (process 0; always true when single-process)."""
+    return jax.process_index() == 0
+
+
 def seed_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A 1-D mesh named "seeds" over `devices` (default: every local device)."""
-    devices = list(jax.local_devices() if devices is None else devices)
+    """A 1-D mesh named "seeds" over `devices` (default: every device of every process)."""
+    devices = list(jax.devices() if devices is None else devices)
     if not devices:
         raise ValueError("devices is empty; pass at least one jax.Device")
     return Mesh(np.array(devices), (SEED_AXIS,))
 
 
+def put(x: Any, sharding: NamedSharding) -> jax.Array:
+    """Host array (the same in every process) -> global array with `sharding`."""
+    if jax.process_count() == 1:
+        return jax.device_put(x, sharding)
+    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(put(jax.random.key_data(x), sharding),
+                                        impl=jax.random.key_impl(x))
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+
 def replicated(mesh: Mesh, tree: Any) -> Any:
     """`tree` placed whole on every device of the mesh."""
-    return jax.device_put(tree, NamedSharding(mesh, P()))
+    return jax.tree.map(lambda x: put(x, NamedSharding(mesh, P())), tree)
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+    """The whole of a (possibly multi-process) array as a NumPy array, in every process."""
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    if getattr(x, "is_fully_addressable", True) or x.is_fully_replicated:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def agree(flags: Sequence[bool]) -> list[bool]:
+    """Process 0's values of host-side decisions, so every process takes the same branch."""
+    if jax.process_count() == 1:
+        return list(flags)
+    from jax.experimental import multihost_utils
+    return [bool(f) for f in multihost_utils.broadcast_one_to_all(np.asarray(flags, bool))]
 
 
 def seed_sharding(mesh: Mesh) -> NamedSharding:
     """Leading (seed) axis split over the mesh."""
     return NamedSharding(mesh, P(SEED_AXIS))
+
+
+def memory_bytes(device: jax.Device) -> float:
+    """Memory one device can hold: its allocator limit, or the host's RAM for CPU devices
+    (shared by all of them, so divided by their number)."""
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and stats.get("bytes_limit"):
+        return float(stats["bytes_limit"])
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return float("inf")
+    return float(ram) / max(1, len(jax.local_devices(backend=device.platform)))
 
 
 def auto_seed_chunk(local_seeds: int, bytes_per_seed: float, platform: str) -> int:

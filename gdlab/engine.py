@@ -141,6 +141,15 @@ def compile_engine(problem: Problem, config: TrainConfig, mesh, seed_chunk: int,
     return Engine(init, chunks, evaluate, compile_seconds), state
 
 
+def state_bytes_per_seed(problem: Problem, config: TrainConfig) -> float:
+    """Bytes of one seed's state (params, optimizer and sampler state), times 3 for the
+    copies a step keeps alive (input, output, its evaluation)."""
+    optimizer = config.make_optimizer()
+    state = jax.eval_shape(make_init(problem, optimizer, build_sampler(problem, config)),
+                           jnp.int32(0), jax.random.key(0))
+    return 3.0 * sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
+
+
 def bytes_per_seed_step(problem: Problem, config: TrainConfig, data) -> float:
     """XLA's estimate of the bytes one seed's step touches (for choosing chunk sizes)."""
     optimizer = config.make_optimizer()

@@ -33,7 +33,8 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
           devices: Sequence[jax.Device] | None = None, seed_chunk: int | None = None,
           progress: bool | None = None, out: str | os.PathLike | None = None,
           overwrite: bool = False, trajectories: int = 0,
-          checkpoint_every: float | None = None, resume: bool = False) -> Runs:
+          checkpoint_every: float | None = None, resume: bool = False,
+          seeds_per_call: int | None = None) -> Runs:
     """Train many seeds of `problem` at once and return every seed's result.
 
     Args:
@@ -60,6 +61,10 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
       resume: with `out`, continue from the newest valid checkpoint there (a damaged one
         is skipped with a warning; none: start from step 0). On the same devices the
         result is bitwise identical to an uninterrupted run.
+      seeds_per_call: train at most this many seeds at once and run the rest in
+        consecutive groups, one compile for all (results are identical: seed i depends
+        only on its id). Default: all at once when their state fits in half of the
+        device memory (host RAM on CPU), else groups that do.
 
     Returns:
       A `gdlab.Runs`.
@@ -78,13 +83,20 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
     mesh = dev.seed_mesh(devices)
     key = _as_key(key)
     chunk = _choose_chunk(problem, config, seed_chunk, len(seed_ids), mesh)
-    padded = dev.padded_seed_count(len(seed_ids), mesh.size, chunk)
-    ids = np.concatenate([seed_ids, np.full(padded - len(seed_ids), seed_ids[-1])])
-    ids = jax.device_put(jnp.asarray(ids, jnp.int32), dev.seed_sharding(mesh))
+    group = _choose_group(problem, config, seeds_per_call, len(seed_ids), mesh, chunk)
+    if group < len(seed_ids) and (checkpoint_every is not None or resume):
+        raise ValueError(f"checkpoints cover one group of seeds; with {len(seed_ids)} seeds in "
+                         f"groups of {group} use one call per group (seeds=ids) to checkpoint")
+    if record > group:
+        raise ValueError(f"trajectories={record} is more than the {group} seeds trained per "
+                         "call (seeds_per_call); record at most that many")
+    padded = dev.padded_seed_count(group, mesh.size, chunk)
+    id_groups = [_pad(seed_ids[i:i + padded], padded) for i in range(0, len(seed_ids), padded)]
+    put_ids = lambda ids: dev.put(ids.astype(np.int32), dev.seed_sharding(mesh))
     key_r, data_r, eval_r = (dev.replicated(mesh, x) for x in (key, problem.data, eval_data))
 
-    eng, state = engine.compile_engine(problem, config, mesh, chunk, ids, key_r, data_r, eval_r)
-    init_params = state.params
+    eng, state = engine.compile_engine(problem, config, mesh, chunk, put_ids(id_groups[0]),
+                                       key_r, data_r, eval_r)
     ckpt = None
     if out_path is not None:
         ckpt = _Checkpointing(out_path, checkpoint_every, resume, checkpoint.fingerprint(
@@ -92,13 +104,44 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
             seed_ids.tolist(), np.asarray(jax.random.key_data(key)).tolist(), record))
         if not resume:
             checkpoint.remove(out_path)  # overwrite=True: stale checkpoints must not resume
-    loop = _run_loop(eng, state, config, mesh, data_r, eval_r, progress, problem.name, record,
-                     ckpt)
-    runs = _collect(problem, config, seed_ids, key, mesh, chunk, eng, init_params, loop)
+    parts = []
+    for g, ids in enumerate(id_groups):
+        if g:
+            state = eng.init(put_ids(ids), key_r)
+        loop = _run_loop(eng, state, config, mesh, data_r, eval_r, progress, problem.name,
+                         record if g == 0 else 0, ckpt)
+        parts.append(_host_part(loop, state.params, min(padded, len(seed_ids) - g * padded)))
+    runs = _collect(problem, config, seed_ids, key, mesh, chunk, eng, parts, group)
     if out_path is not None:
-        runs.save(out_path, overwrite=overwrite or resume)
+        if dev.is_main_process():
+            runs.save(out_path, overwrite=overwrite or resume)
         checkpoint.remove(out_path)
     return runs
+
+
+def _pad(ids: np.ndarray, size: int) -> np.ndarray:
+    """Pad a group of seed ids to `size` by repeating its last id (results discarded)."""
+    return np.concatenate([ids, np.full(size - len(ids), ids[-1])])
+
+
+def _choose_group(problem, config, seeds_per_call, num_seeds: int, mesh, chunk: int) -> int:
+    if seeds_per_call is not None:
+        if isinstance(seeds_per_call, bool) or not isinstance(seeds_per_call, numbers.Integral) \
+                or seeds_per_call < 1:
+            raise ValueError(f"seeds_per_call must be a positive integer or None, got "
+                             f"{seeds_per_call!r}")
+        group = int(min(seeds_per_call, num_seeds))
+        if group < num_seeds and config.eval_by_time:
+            raise ValueError("seeds_per_call below the number of seeds needs step-based "
+                             "evaluation (eval_every); groups would evaluate at different steps")
+        return group
+    if config.eval_by_time:
+        return num_seeds
+    per_seed = engine.state_bytes_per_seed(problem, config)
+    local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+    budget = 0.5 * dev.memory_bytes(local[0]) * mesh.size
+    fits = int(budget // max(per_seed, 1.0))
+    return num_seeds if fits >= num_seeds else max(mesh.size * chunk, fits)
 
 
 def _check_out(out, overwrite: bool, checkpoint_every, resume: bool) -> Path | None:
@@ -244,12 +287,12 @@ def _run_loop(eng, state, config: TrainConfig, mesh, data, eval_data, progress, 
 
     def evaluate(at):
         t = time.perf_counter()
-        log.evals.append(np.asarray(jax.block_until_ready(eng.evaluate(state, eval_data))))
+        log.evals.append(dev.to_host(jax.block_until_ready(eng.evaluate(state, eval_data))))
         log.eval_total += time.perf_counter() - t
         log.eval_steps.append(at)
         log.eval_times.append(time.perf_counter() - start)
         if record:
-            log.path.append(jax.tree.map(lambda x: np.asarray(x[:record]), state.params))
+            log.path.append(jax.tree.map(lambda x: dev.to_host(x)[:record], state.params))
 
     if step == 0:
         evaluate(0)
@@ -265,17 +308,19 @@ def _run_loop(eng, state, config: TrainConfig, mesh, data, eval_data, progress, 
                 eng.chunks[length](state, dev.replicated(mesh, jnp.int32(step)), data))
             step += length
             bar.update(length)
-            due = (time.perf_counter() - last_eval >= config.eval_every_seconds
-                   if config.eval_by_time else True)
+            now = time.perf_counter()
+            # Every process must take the same branches: process 0's clock decides.
+            due, stop, save = dev.agree([
+                not config.eval_by_time or now - last_eval >= config.eval_every_seconds,
+                sigterm["set"], ckpt is not None and ckpt.every_seconds is not None
+                and now - last_save >= ckpt.every_seconds])
             if due or step == config.steps:
                 evaluate(step)
                 last_eval = time.perf_counter()
-            if ckpt is not None and step < config.steps and (sigterm["set"] or (
-                    ckpt.every_seconds is not None
-                    and time.perf_counter() - last_save >= ckpt.every_seconds)):
+            if ckpt is not None and step < config.steps and (stop or save):
                 path = checkpoint.save(ckpt.out, step, state, log.arrays(), ckpt.fingerprint)
                 last_save = time.perf_counter()
-                if sigterm["set"]:
+                if stop:
                     bar.close()
                     raise checkpoint.Preempted(path, step)
     bar.close()
@@ -288,22 +333,33 @@ def _run_loop(eng, state, config: TrainConfig, mesh, data, eval_data, progress, 
             "loop_seconds": total, "resumed_from_step": resumed_from}
 
 
-def _collect(problem, config, seed_ids, key, mesh, chunk, eng, init_params, loop) -> Runs:
+def _host_part(loop: dict, init_params, real: int) -> dict:
+    """One group's results on the host, padding seeds dropped."""
+    strip = lambda tree: jax.tree.map(lambda x: dev.to_host(x)[:real], tree)
+    return {**loop, "params": strip(loop["state"].params), "init_params": strip(init_params),
+            "diverged_at": strip(loop["state"].diverged_at),
+            "history": np.stack([np.asarray(e)[:real] for e in loop["evals"]], axis=1)}
+
+
+def _collect(problem, config, seed_ids, key, mesh, chunk, eng, parts, group) -> Runs:
     s = len(seed_ids)
-    strip = lambda tree: jax.tree.map(lambda x: np.asarray(x)[:s], tree)
-    state = loop["state"]
-    history = np.stack([np.asarray(e)[:s] for e in loop["evals"]], axis=1)
-    timings = {"compile_seconds": eng.compile_seconds, "train_seconds": loop["train_seconds"],
-               "eval_seconds": loop["eval_seconds"], "total_seconds": loop["loop_seconds"],
-               "seed_steps_per_second": s * config.steps / max(loop["train_seconds"], 1e-12)}
-    return Runs(params=strip(state.params), init_params=strip(init_params),
+    cat = lambda name: jax.tree.map(lambda *xs: np.concatenate(xs), *[p[name] for p in parts])
+    history = np.concatenate([p["history"] for p in parts])
+    train_seconds = sum(p["train_seconds"] for p in parts)
+    timings = {"compile_seconds": eng.compile_seconds, "train_seconds": train_seconds,
+               "eval_seconds": sum(p["eval_seconds"] for p in parts),
+               "total_seconds": sum(p["loop_seconds"] for p in parts),
+               "seed_steps_per_second": s * config.steps / max(train_seconds, 1e-12)}
+    first = parts[0]
+    return Runs(params=cat("params"), init_params=cat("init_params"),
                 final_loss=history[:, -1], loss_history=history,
-                eval_steps=np.asarray(loop["eval_steps"], np.int64),
-                eval_seconds=np.asarray(loop["eval_times"], np.float64),
-                diverged_at=strip(state.diverged_at), seed_ids=seed_ids, timings=timings,
+                eval_steps=np.asarray(first["eval_steps"], np.int64),
+                eval_seconds=np.asarray(first["eval_times"], np.float64),
+                diverged_at=cat("diverged_at"), seed_ids=seed_ids, timings=timings,
                 manifest={**manifest(problem, config, seed_ids, key, mesh, chunk),
-                          "resumed_from_step": loop["resumed_from_step"]},
-                trajectory=loop["trajectory"])
+                          "seeds_per_call": group,
+                          "resumed_from_step": first["resumed_from_step"]},
+                trajectory=first["trajectory"])
 
 
 def manifest(problem: Problem, config: TrainConfig, seed_ids, key, mesh, chunk) -> dict:
@@ -322,7 +378,8 @@ def manifest(problem: Problem, config: TrainConfig, seed_ids, key, mesh, chunk) 
         "versions": {"python": platform.python_version(), "jax": jax.__version__,
                      "jaxlib": jaxlib.__version__, "optax": optax.__version__,
                      "flax": flax.__version__, "numpy": np.__version__},
-        "devices": dev.describe(mesh.devices.flat), "seed_chunk": chunk,
+        "devices": dev.describe(mesh.devices.flat), "processes": jax.process_count(),
+        "seed_chunk": chunk,
         "xla_flags": os.environ.get("XLA_FLAGS", ""), "git_revision": git_revision(),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),

@@ -106,3 +106,39 @@ def test_bad_trajectory_count_is_rejected(bad):
     cfg = gdlab.TrainConfig(learning_rate=1e-2, steps=10, eval_every=10)
     with pytest.raises(ValueError, match=r"trajectories must be an integer in 0\.\.16"):
         gdlab.train(problems.himmelblau(), cfg, seeds=16, trajectories=bad)
+
+
+def test_seeds_in_groups_give_the_same_runs_as_all_at_once(tmp_path):
+    problem = problems.teacher_student(d_in=2, hidden=3, n=64)
+    config = gdlab.TrainConfig(learning_rate=0.1, steps=30, batch_size=8, eval_every=10)
+    whole = gdlab.train(problem, config, seeds=11, key=2, trajectories=2)
+    grouped = gdlab.train(problem, config, seeds=11, key=2, trajectories=2, seeds_per_call=4)
+    assert whole.manifest["seeds_per_call"] == 11 and grouped.manifest["seeds_per_call"] == 4
+    for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(grouped.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for name in ("loss_history", "diverged_at", "seed_ids", "eval_steps"):
+        np.testing.assert_array_equal(getattr(whole, name), getattr(grouped, name))
+    np.testing.assert_array_equal(whole.init_params["Dense_0"]["kernel"],
+                                  grouped.init_params["Dense_0"]["kernel"])
+    np.testing.assert_array_equal(jax.tree.leaves(whole.trajectory)[0],
+                                  jax.tree.leaves(grouped.trajectory)[0])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(seeds_per_call=0), "seeds_per_call must be a positive integer"),
+    (dict(seeds_per_call=2, trajectories=3), "trajectories=3 is more than the 2 seeds"),
+])
+def test_bad_seed_groups_are_rejected(kwargs, match):
+    cfg = gdlab.TrainConfig(learning_rate=1e-2, steps=10, eval_every=10)
+    with pytest.raises(ValueError, match=match):
+        gdlab.train(problems.himmelblau(), cfg, seeds=8, **kwargs)
+
+
+def test_state_memory_estimate_counts_params_and_optimizer_state():
+    from gdlab.engine import state_bytes_per_seed
+    sgd = gdlab.TrainConfig(learning_rate=0.1, steps=1, eval_every=1)
+    adam = gdlab.TrainConfig(optimizer="adam", learning_rate=0.1, steps=1, eval_every=1)
+    p = problems.quadratic()
+    # Adam keeps two more params-sized moments (and a step count) than plain SGD.
+    extra = state_bytes_per_seed(p, adam) - state_bytes_per_seed(p, sgd)
+    assert extra >= 3 * 2 * 4 * p.num_params()

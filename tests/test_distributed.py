@@ -1,0 +1,65 @@
+"""Two processes with 2 CPU devices each give the same run as one process with 4 (bitwise)."""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import gdlab
+from gdlab import cli
+
+WORKER = Path(__file__).with_name("dist_worker.py")
+sys.path.insert(0, str(WORKER.parent))
+from dist_worker import run_spec  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_match_one_process_with_as_many_devices(tmp_path, devices):
+    out, port = tmp_path / "run", _free_port()
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    procs = [subprocess.Popen([sys.executable, str(WORKER), str(port), str(i), str(out)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for i in range(2)]
+    logs = []
+    try:
+        for p in procs:
+            logs.append(p.communicate(timeout=180)[0])
+    finally:
+        for p in procs:  # bounded even when a process dies: the other is killed here
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(log[-3000:] for log in logs)
+
+    problem, config, kwargs = run_spec()
+    one = gdlab.train(problem, config, devices=devices, **kwargs)
+    two = gdlab.load_runs(out)
+    assert two.manifest["processes"] == 2 and len(two.manifest["devices"]) == 4
+    for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(two.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(one.loss_history, two.loss_history)
+    for a, b in zip(jax.tree.leaves(one.trajectory), jax.tree.leaves(two.trajectory),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_distributed_options_without_distributed_are_rejected(capsys):
+    code = cli.main(["train", "--problem", "himmelblau", "--num-processes", "2"])
+    assert code == 2
+    assert "need --distributed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_seed_ids_do_not_depend_on_the_device_count(devices, n):
+    problem, config, kwargs = run_spec()
+    a = gdlab.train(problem, config, devices=devices[:n], **kwargs)
+    b = gdlab.train(problem, config, devices=devices, **kwargs)
+    np.testing.assert_allclose(a.final_loss, b.final_loss, rtol=1e-5)
