@@ -13,7 +13,6 @@ run per problem (DIR/<problem>/) and figures (DIR/*.png), and prints DIR.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ import gdlab
 from gdlab import plots, problems
 from gdlab.landscape import barrier_matrix
 from gdlab.minima import find_minima, match_known_minima
-from gdlab.report import markdown_table, study_dir, write_text
+from gdlab.report import markdown_table, study_dir, study_main, write_text
 from gdlab.symmetry import align_tanh_mlp
 from gdlab.tree import flatten_seeds
 
@@ -168,13 +167,5 @@ def _report(config: Config, rows, header, seconds: float) -> str:
     ]) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny version, runs in seconds")
-    parser.add_argument("--out", help="run directory (default runs/convexity-<timestamp>)")
-    args = parser.parse_args()
-    run(get_config(smoke=args.smoke), out=args.out)
-
-
 if __name__ == "__main__":
-    main()
+    study_main("convexity", __doc__, get_config, run)

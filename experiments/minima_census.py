@@ -16,7 +16,6 @@ run (DIR/run/), figures (DIR/*.png) and DIR/census.json, and prints DIR.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -30,7 +29,7 @@ import gdlab
 from gdlab import plots, problems
 from gdlab.landscape import barrier_matrix
 from gdlab.minima import find_minima
-from gdlab.report import markdown_table, study_dir, write_text
+from gdlab.report import markdown_table, study_dir, study_main, write_text
 from gdlab.stats import chao1, wilson_interval
 from gdlab.symmetry import align_tanh_mlp
 from gdlab.tree import flatten_seeds
@@ -256,13 +255,5 @@ def _report(config: Config, c: dict) -> str:
     ]) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny version, runs in seconds")
-    parser.add_argument("--out", help="run directory (default runs/minima_census-<timestamp>)")
-    args = parser.parse_args()
-    run(get_config(smoke=args.smoke), out=args.out)
-
-
 if __name__ == "__main__":
-    main()
+    study_main("minima_census", __doc__, get_config, run)

@@ -11,12 +11,21 @@ Example:
 """
 
 from gdlab import problems
+from gdlab.batchsize import BatchSweep, ScalingFit, fit_scaling, sweep_batch_size
+from gdlab.checkpoint import Preempted
 from gdlab.config import TrainConfig
+from gdlab.costs import PartCost, StepProfile, TimeModel, fit_power_law, profile_step
+from gdlab.devices import initialize_distributed
 from gdlab.minima import Atlas, Minimum, find_minima
+from gdlab.noise import NoiseScale, NoiseTrace, noise_scale, track_noise_scale
 from gdlab.problem import KnownMinimum, Problem
 from gdlab.runs import Runs, load_runs
 from gdlab.train import train
 
 __version__ = "0.1.0"
-__all__ = ["Atlas", "KnownMinimum", "Minimum", "Problem", "Runs", "TrainConfig", "find_minima",
-           "load_runs", "problems", "train"]
+__all__ = ["Atlas", "BatchSweep", "KnownMinimum", "Minimum", "NoiseScale", "NoiseTrace",
+           "PartCost", "Preempted", "Problem", "Runs", "ScalingFit", "StepProfile", "TimeModel",
+           "TrainConfig", "find_minima", "fit_power_law", "fit_scaling", "initialize_distributed",
+           "load_runs",
+           "noise_scale", "problems", "profile_step", "sweep_batch_size",
+           "track_noise_scale", "train"]

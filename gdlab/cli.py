@@ -20,6 +20,9 @@ examples:
   gdlab train --problem teacher_student --seeds 256 --steps 1000 --lr 0.05 \\
       --batch-size 64 --out runs/ts
   gdlab minima runs/ts
+  gdlab profile --problem teacher_student --batch-size 64 --seeds 32
+  gdlab sweep-batch --problem least_squares --batch-sizes 1,4,16,64,256 --target 0.15 \
+      --lr-grid 0.05,0.1,0.2,0.4,0.8 --seeds 16 --noise-scale
   gdlab run convexity --smoke
 """
 
@@ -32,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("problems", help="list the built-in problems and their known minima")
     _add_train(sub)
+    _add_profile(sub)
+    _add_sweep_batch(sub)
     minima = sub.add_parser("minima", help="map the minima of a saved run (gdlab train --out)",
                             description="Classify every endpoint of a saved run and count the "
                                         "distinct minima: raw, modulo symmetry, as functions.")
@@ -86,6 +91,50 @@ def _add_train(sub) -> None:
                       help="address of process 0's coordinator service")
     dist.add_argument("--num-processes", type=int, default=None, help="number of processes")
     dist.add_argument("--process-id", type=int, default=None, help="this process's id")
+
+
+def _add_profile(sub) -> None:
+    p = sub.add_parser(
+        "profile", help="time the parts of a training step (derivative, update, loss)",
+        description="Time, apart, the derivative on a batch of B points, the optimizer "
+                    "update, the loss on the evaluation data and the fused step, for S "
+                    "vmapped seeds on one device; print medians, shares, the dispatch floor "
+                    "and achieved FLOP/s (from XLA's cost analysis). Compile time apart.")
+    p.add_argument("--problem", required=True, help="built-in name (see `gdlab problems`)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="mini-batch size B (default: full batch)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds S vmapped together (default 1)")
+    p.add_argument("--eval-points", type=int, default=None,
+                   help="measure the loss on the first N_eval data points (default: all)")
+    p.add_argument("--optimizer", default="sgd",
+                   help="sgd, momentum, nesterov, adam, adamw or rmsprop (default sgd)")
+    p.add_argument("--lr", type=float, default=1e-2, help="learning rate (default 0.01)")
+    p.add_argument("--sampling", default="with_replacement",
+                   help="with_replacement or epoch (default with_replacement)")
+    p.add_argument("--repeats", type=int, default=15,
+                   help="timed calls per part; median and spread over them (default 15)")
+
+
+def cmd_profile(args) -> int:
+    import gdlab
+    from gdlab import problems
+    from gdlab.costs import StepProfile
+    problem = problems.get(args.problem)
+    config = gdlab.TrainConfig(optimizer=args.optimizer, learning_rate=args.lr,
+                               batch_size=args.batch_size, sampling=args.sampling,
+                               eval_every=1)
+    prof = gdlab.profile_step(problem, config, seeds=args.seeds, eval_points=args.eval_points,
+                              repeats=args.repeats)
+    compile_s = sum(p.compile_seconds for p in prof.parts.values())
+    print(f"{prof.problem}: S={prof.seeds} seeds, B={prof.batch_size or '-'}, "
+          f"N_eval={prof.eval_points or '-'}, P={prof.num_params} params, {prof.optimizer}, "
+          f"on {prof.device}; compile {compile_s:.2f} s (apart)")
+    print(_table(list(StepProfile.HEADER), prof.rows()))
+    print("median: per call of all S seeds, timed inside a compiled loop of `reps/call` "
+          "repetitions minus that loop's empty call; share: of derivative + update + sample "
+          "+ loss (the loss measured every step); single call: one dispatched call, floor "
+          "included")
+    return 0
 
 
 def cmd_problems() -> int:
@@ -165,6 +214,103 @@ def _table(header, rows) -> str:
     return "\n".join([fmt(cells[0]), fmt(["-" * w for w in widths])] + [fmt(r) for r in cells[1:]])
 
 
+def _number_list(kind):
+    def parse(text: str) -> list:
+        try:
+            return [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {kind.__name__} values, got {text!r}") from None
+    return parse
+
+
+def _add_sweep_batch(sub) -> None:
+    p = sub.add_parser(
+        "sweep-batch", help="steps / examples / wall time to a target loss per batch size",
+        description="Train every seed at every batch size (one compile per batch size, the "
+                    "learning-rate grid vmapped) until the full-data loss reaches --target; "
+                    "print the table, the fit S = S_min (1 + B_crit / B), and seeds that never "
+                    "reached the target.")
+    p.add_argument("--problem", required=True, help="built-in name (see `gdlab problems`)")
+    p.add_argument("--target", type=float, required=True, help="full-data loss to reach (> 0)")
+    p.add_argument("--batch-sizes", type=_number_list(int), default=None,
+                   help="comma-separated batch sizes in 1..N (default: powers of 2 and N)")
+    p.add_argument("--seeds", type=int, default=16, help="number of seeds S (default 16)")
+    p.add_argument("--steps", type=int, default=10000,
+                   help="step budget per batch size (default 10000)")
+    p.add_argument("--lr", type=float, default=1e-2, help="learning rate (default 0.01)")
+    p.add_argument("--lr-grid", type=_number_list(float), default=None,
+                   help="comma-separated rates to tune per batch size (replaces --lr)")
+    p.add_argument("--lr-scaling", default="none",
+                   help="none, sqrt or linear in B / base batch size (default none)")
+    p.add_argument("--base-batch-size", type=int, default=None,
+                   help="batch size the rates are given for (default: the smallest)")
+    p.add_argument("--optimizer", default="sgd", help="optimizer name (default sgd)")
+    p.add_argument("--sampling", default="with_replacement",
+                   help="with_replacement or epoch (default with_replacement)")
+    p.add_argument("--key", type=int, default=0, help="integer random key (default 0)")
+    p.add_argument("--noise-scale", action="store_true",
+                   help="also measure B_simple at the target along full-batch training")
+    p.add_argument("--no-timing", action="store_true", help="skip measuring step times")
+
+
+def cmd_sweep_batch(args) -> int:
+    import gdlab
+    from gdlab import problems
+    problem = problems.get(args.problem)
+    n = problem.num_data
+    sizes = args.batch_sizes
+    if sizes is None and n is not None:
+        sizes = sorted({2**k for k in range(n.bit_length()) if 2**k <= n} | {n})
+    config = gdlab.TrainConfig(optimizer=args.optimizer, learning_rate=args.lr,
+                               steps=args.steps, sampling=args.sampling, eval_every=1)
+    sweep = gdlab.sweep_batch_size(problem, config, sizes if sizes is not None else [],
+                                   args.target, seeds=args.seeds, key=args.key,
+                                   learning_rates=args.lr_grid, lr_scaling=args.lr_scaling,
+                                   base_batch_size=args.base_batch_size,
+                                   timing=not args.no_timing, progress=True)
+    print(format_sweep(sweep))
+    if args.noise_scale:
+        print(_sweep_noise_line(problem, config, sweep))
+    return 0
+
+
+def format_sweep(sweep) -> str:
+    """The table, fit and never-reached seeds `gdlab sweep-batch` prints."""
+    header, rows = sweep.table()
+    lines = [f"{sweep.problem}: target loss {sweep.target_loss:g}, sampling {sweep.sampling}",
+             _table(header, rows)]
+    try:
+        f = sweep.fit()
+        lines.append(f"fit S = S_min (1 + B_crit / B): S_min {f.s_min:.4g} "
+                     f"[{f.s_min_ci[0]:.4g}, {f.s_min_ci[1]:.4g}], E_min {f.e_min:.4g} "
+                     f"[{f.e_min_ci[0]:.4g}, {f.e_min_ci[1]:.4g}], B_crit {f.b_crit:.4g} "
+                     f"[{f.b_crit_ci[0]:.4g}, {f.b_crit_ci[1]:.4g}], R^2 {f.r2_steps:.3f}")
+    except ValueError as err:
+        lines.append(f"no fit: {err}")
+    for b, seeds in sweep.unreached_seeds().items():
+        lines.append(f"B={b}: {len(seeds)} seed(s) never reached the target: {seeds}")
+    return "\n".join(lines)
+
+
+def _sweep_noise_line(problem, config, sweep) -> str:
+    import dataclasses
+
+    import numpy as np
+
+    from gdlab.noise import track_noise_scale
+    med = sweep.median("steps")[-1, 0]
+    if not np.isfinite(med):
+        return "noise scale: the largest batch size never reached the target"
+    track = dataclasses.replace(config, learning_rate=float(sweep.learning_rates[-1]),
+                                batch_size=None)
+    steps = np.unique(np.r_[0, np.geomspace(1, max(2.0, 3 * med), 40).astype(int)])
+    b = track_noise_scale(problem, track, steps.tolist()).at_loss(sweep.target_loss)
+    return (f"noise scale B_simple at the target (full-batch GD, lr {track.learning_rate:.3g}, "
+            f"{len(b)} seeds): median {np.nanmedian(b):.4g}, range "
+            f"[{np.nanmin(b):.4g}, {np.nanmax(b):.4g}]")
+
+
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
 
 
@@ -199,6 +345,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_train(args)
         if args.command == "minima":
             return cmd_minima(args)
+        if args.command == "profile":
+            return cmd_profile(args)
+        if args.command == "sweep-batch":
+            return cmd_sweep_batch(args)
         return cmd_run(args)
     except ValueError as err:
         print(f"gdlab {args.command}: error: {err}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 from pathlib import Path
@@ -33,3 +34,12 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 def write_text(path: Path, text: str) -> None:
     """Write a text file atomically."""
     store.atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def study_main(name: str, doc: str, get_config, run, argv: list[str] | None = None) -> None:
+    """The command line every study shares: `python experiments/NAME.py [--smoke] [--out DIR]`."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny version, runs in seconds")
+    parser.add_argument("--out", help=f"run directory (default runs/{name}-<timestamp>)")
+    args = parser.parse_args(argv)
+    run(get_config(smoke=args.smoke), out=args.out)

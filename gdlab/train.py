@@ -24,6 +24,7 @@ from gdlab import devices as dev
 from gdlab.config import TrainConfig
 from gdlab.problem import Problem, check_loss_is_scalar, num_data_points
 from gdlab.runs import Runs
+from gdlab.seeds import as_key, seed_ids_of
 
 PyTree = Any
 
@@ -76,12 +77,12 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
       >>> runs.final_loss.shape
       (1024,)
     """
-    seed_ids = _seed_ids(seeds)
+    seed_ids = seed_ids_of(seeds)
     record = _check_trajectories(trajectories, len(seed_ids))
     eval_data = _check_inputs(problem, config, eval_data)
     out_path = _check_out(out, overwrite, checkpoint_every, resume)
     mesh = dev.seed_mesh(devices)
-    key = _as_key(key)
+    key = as_key(key)
     chunk = _choose_chunk(problem, config, seed_chunk, len(seed_ids), mesh)
     group = _choose_group(problem, config, seeds_per_call, len(seed_ids), mesh, chunk)
     if group < len(seed_ids) and (checkpoint_every is not None or resume):
@@ -162,23 +163,6 @@ def _check_out(out, overwrite: bool, checkpoint_every, resume: bool) -> Path | N
     return path
 
 
-def _seed_ids(seeds: int | Sequence[int]) -> np.ndarray:
-    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
-        if seeds <= 0:
-            raise ValueError(f"seeds must be a positive number of seeds or a sequence of seed "
-                             f"ids, got {seeds!r}")
-        return np.arange(int(seeds), dtype=np.int64)
-    ids = np.asarray(seeds)
-    if ids.ndim != 1 or ids.size == 0 or not np.issubdtype(ids.dtype, np.integer):
-        raise ValueError(f"seeds must be a positive int or a non-empty 1-D sequence of int "
-                         f"seed ids, got {seeds!r}")
-    if ids.min() < 0 or ids.max() >= 2**31:
-        raise ValueError(f"seed ids must lie in [0, 2**31), got min {ids.min()} max {ids.max()}")
-    if len(np.unique(ids)) != len(ids):
-        raise ValueError("seed ids must be unique; got repeated ids")
-    return ids.astype(np.int64)
-
-
 def _check_trajectories(trajectories: int, num_seeds: int) -> int:
     if isinstance(trajectories, bool) or not isinstance(trajectories, numbers.Integral) \
             or not 0 <= trajectories <= num_seeds:
@@ -209,14 +193,6 @@ def _check_inputs(problem: Problem, config: TrainConfig, eval_data: PyTree) -> P
         num_data_points(eval_data, where="eval_data")
     check_loss_is_scalar(problem, config.batch_size if n else None, eval_data)
     return eval_data
-
-
-def _as_key(key: int | jax.Array) -> jax.Array:
-    if isinstance(key, numbers.Integral) and not isinstance(key, bool):
-        return jax.random.key(int(key))
-    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return key
-    raise ValueError(f"key must be an int or a typed JAX key (jax.random.key), got {key!r}")
 
 
 def _choose_chunk(problem, config, seed_chunk, num_seeds, mesh) -> int:

@@ -1,0 +1,417 @@
+"""Step costs: what the derivative, the update and the loss measurement cost, and how
+the cost grows with data points, parameters and seeds; a time model checked on real runs.
+
+On the teacher-student MLP (`problems.teacher_student`, D=8 inputs, width h, P = 10h + 1
+parameters), `gdlab.profile_step` times each part apart on a log grid of data points
+(batch size B for the derivative, evaluation-set size for the loss) and widths. Power
+laws `t ~ N^a P^b` with 95% intervals are fitted per part on the large sizes; the share
+of each part is shown per size; the per-seed cost when S seeds share one vmapped step
+shows how much vmapping amortises. Finally a time model (steps x (derivative + update) +
+evaluations x loss + calls x fixed cost) predicts the wall time of real `gdlab.train`
+runs for several (batch size, eval interval K) pairs, and the error is reported.
+
+Run:
+  python experiments/step_costs.py [--smoke] [--out DIR]     (or: gdlab run step_costs)
+Takes about 4 minutes on a 2-core CPU (smoke: about 15 s). Writes DIR/report.md,
+DIR/results.json and figures (DIR/*.png), and prints DIR. Timings on a shared machine
+are noisy: read the spreads next to the medians.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import gdlab
+from gdlab import engine, plots_costs, problems
+from gdlab.costs import (
+    PowerLawFit,
+    StepProfile,
+    TimeModel,
+    fit_power_law,
+    host_overhead,
+    relative_error,
+)
+from gdlab.plots import save
+from gdlab.report import markdown_table, study_dir, study_main, write_text
+
+PARTS = ("derivative", "update", "sample", "loss")
+ALL_PARTS = (*PARTS, "step")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    d_in: int = 8
+    teacher_width: int = 32  # the same teacher (and data) for every student width
+    widths: tuple[int, ...] = (32, 64, 128, 256, 512, 1024)
+    points: tuple[int, ...] = (64, 256, 1024, 4096, 16384)
+    grid_parts: tuple[str, ...] = PARTS
+    # The fit's range: large enough that fixed per-call costs are small, small enough
+    # that the activations (N x h floats) stay in cache.
+    fit_points: tuple[int, int] = (256, 4096)
+    fit_widths: tuple[int, int] = (64, 512)
+    # The update touches only the P parameters: it needs far larger P to leave the
+    # fixed cost of its ~20 small ops behind, so it gets its own sweep (and fit).
+    update_widths: tuple[int, ...] = (1024, 4096, 16384, 65536)
+    update_points: tuple[int, ...] = (256, 4096)
+    optimizer: str = "adam"
+    learning_rate: float = 0.01
+    repeats: int = 7
+    min_seconds: float = 5e-3
+    seed_counts: tuple[int, ...] = (1, 4, 16, 64, 256, 1024, 4096)
+    seeds_batch: int = 64
+    seeds_width: int = 64
+    seeds_eval_points: int = 256
+    seeds_parts: tuple[str, ...] = ALL_PARTS
+    model_seeds: int = 16
+    model_width: int = 64
+    model_data: int = 4096
+    # (batch size B, eval interval K, steps) of the runs the time model predicts
+    model_runs: tuple[tuple[int, int, int], ...] = (
+        (16, 1, 300), (64, 10, 2000), (256, 100, 3000), (1024, 1000, 3000),
+        (64, 1000, 10000), (1024, 10, 1000))
+    model_repeats: int = 2
+    model_profile_repeats: int = 15  # more samples: a burst of machine load moves the median less
+    model_reprofile: bool = True  # profile again after the measured runs (drift)
+    calibration_steps: int = 100
+    tolerance: float = 0.2
+    smoke: bool = False
+
+
+def get_config(smoke: bool = False) -> Config:
+    """The study's settings; `smoke=True` shrinks every sweep to run in seconds."""
+    if not smoke:
+        return Config()
+    return Config(widths=(8, 32), points=(32, 128), grid_parts=("derivative", "loss"),
+                  fit_points=(32, 128), fit_widths=(8, 32),
+                  update_widths=(64,), update_points=(32,), repeats=3, min_seconds=5e-4,
+                  seed_counts=(1, 8), seeds_batch=16, seeds_width=8, seeds_eval_points=64,
+                  seeds_parts=("derivative",), model_seeds=2, model_width=8, model_data=256,
+                  model_runs=((16, 4, 40),), model_repeats=1, model_profile_repeats=3,
+                  model_reprofile=False,
+                  calibration_steps=10,
+                  smoke=True)
+
+
+def _problem(config: Config, width: int, n: int):
+    return problems.teacher_student(d_in=config.d_in, hidden=width, n=n,
+                                    teacher_hidden=config.teacher_width, key=0)
+
+
+def _train_config(config: Config, batch_size: int, steps: int = 1, **schedule):
+    schedule = schedule or {"eval_every": 1}
+    return gdlab.TrainConfig(optimizer=config.optimizer, learning_rate=config.learning_rate,
+                             batch_size=batch_size, steps=steps, **schedule)
+
+
+def _profile(config: Config, problem, batch_size: int, **kw) -> StepProfile:
+    return gdlab.profile_step(problem, _train_config(config, batch_size), repeats=config.repeats,
+                              min_seconds=config.min_seconds, **kw)
+
+
+def _grid(config: Config, widths, points, parts) -> dict[str, np.ndarray]:
+    """Seconds (and more) of `parts` at every (data points, width); B = N_eval = N."""
+    rows = []
+    for width in widths:
+        problem = _problem(config, width, max(points))
+        for n in points:
+            prof = _profile(config, problem, n, eval_points=n, parts=parts)
+            get = lambda f, prof=prof: [f(prof.parts[p]) for p in parts]
+            rows.append([n, prof.num_params, width, prof.floor.median,
+                         *get(lambda c: c.seconds), *get(lambda c: c.timing.spread),
+                         *get(lambda c: c.timing.below_floor),
+                         *get(lambda c: c.flops or np.nan)])
+        print(f"  width {width}: P={prof.num_params}: " + ", ".join(
+            f"{p} {prof.seconds(p) * 1e6:.4g} µs" for p in parts) + f" at N={n}")
+    a = np.array(rows, dtype=np.float64)
+    k = len(parts)
+    cols = lambda i: a[:, 4 + i * k:4 + (i + 1) * k]
+    return {"n": a[:, 0], "p": a[:, 1], "width": a[:, 2], "floor": a[:, 3],
+            "seconds": cols(0), "spread": cols(1), "below_floor": cols(2) > 0,
+            "flops": cols(3), "parts": list(parts)}
+
+
+def scaling_grid(config: Config) -> dict[str, dict]:
+    """The main grid (every part but the fused step) and the update's own sweep."""
+    return {"main": _grid(config, config.widths, config.points, config.grid_parts),
+            "update": _grid(config, config.update_widths, config.update_points, ("update",))}
+
+
+def _in_fit_range(grid: dict, config: Config) -> np.ndarray:
+    (n0, n1), (w0, w1) = config.fit_points, config.fit_widths
+    return (grid["n"] >= n0) & (grid["n"] <= n1) & (grid["width"] >= w0) & \
+        (grid["width"] <= w1)
+
+
+def fit_parts(grids: dict, config: Config) -> dict[str, dict[str, PowerLawFit | None]]:
+    """Power law t ~ N^a P^b per part: in the fit range ("large") and on the whole grid;
+    the update's "large" fit is on its own sweep of large P."""
+    main = grids["main"]
+    fit_range = _in_fit_range(main, config)
+    fits = {}
+    up = grids["update"]
+    for c, part in enumerate(main["parts"]):
+        ok = ~main["below_floor"][:, c]
+        grid, sel, col = (up, ~up["below_floor"][:, 0], 0) if part == "update" else \
+            (main, fit_range & ok, c)
+        fits[part] = {"large": _fit(grid, col, sel), "all": _fit(main, c, ok),
+                      "XLA flops, large": _fit(grid, col, sel, "flops")}
+    return fits
+
+
+def _fit(grid: dict, column: int, sel: np.ndarray, what: str = "seconds"
+         ) -> PowerLawFit | None:
+    try:
+        return fit_power_law(grid[what][sel, column], grid["n"][sel], grid["p"][sel],
+                             names=("N", "P"))
+    except ValueError as err:  # too few resolved points: say so in the report
+        print(f"  no fit for {grid['parts'][column]}: {err}")
+        return None
+
+
+def seeds_sweep(config: Config) -> dict[str, np.ndarray]:
+    """Every part for S seeds sharing one vmapped call."""
+    problem = _problem(config, config.seeds_width, max(config.seeds_eval_points,
+                                                       config.seeds_batch))
+    seconds = []
+    for s in config.seed_counts:
+        prof = _profile(config, problem, config.seeds_batch, seeds=s,
+                        eval_points=config.seeds_eval_points, parts=config.seeds_parts)
+        seconds.append([prof.seconds(p) for p in config.seeds_parts])
+        print(f"  S={s}: " + ", ".join(f"{p} {prof.seconds(p) / s * 1e6:.3g}"
+                                       for p in config.seeds_parts) + " µs per seed")
+    return {"seeds": np.array(config.seed_counts, np.float64),
+            "seconds": np.array(seconds, np.float64)}
+
+
+def time_model_check(config: Config) -> tuple[list[dict], dict[int, StepProfile]]:
+    """Per (B, K, steps), back to back so a drifting machine load hits all alike: profile
+    the parts, calibrate the host loop's per-chunk overhead on a short run of one-step
+    chunks, time real `gdlab.train` runs (compile excluded), profile again; the prediction
+    is the mean of the two profiles' and their difference (the drift) is reported."""
+    problem = _problem(config, config.model_width, config.model_data)
+    train = lambda cfg: gdlab.train(problem, cfg, seeds=config.model_seeds,
+                                    seed_chunk=config.model_seeds,
+                                    devices=jax.devices()[:1], progress=False)
+    profile = lambda b: gdlab.profile_step(
+        problem, _train_config(config, b), seeds=config.model_seeds,
+        repeats=config.model_profile_repeats, min_seconds=config.min_seconds)
+    out, profiles = [], {}
+    for b, k, steps in config.model_runs:
+        before = profile(b)
+        profiles.setdefault(b, before)
+        calib = train(_train_config(config, b, config.calibration_steps,
+                                    eval_every_seconds=1e9, chunk_steps=1))
+        overhead = host_overhead(calib.timings["train_seconds"], config.calibration_steps,
+                                 config.calibration_steps, before.seconds("step"))
+        train_config = _train_config(config, b, steps, eval_every=k)
+        measured = [train(train_config).timings for _ in range(config.model_repeats)]
+        after = profile(b) if config.model_reprofile else before
+        wall = float(np.median([m["total_seconds"] for m in measured]))
+        chunks = len(engine.chunk_lengths(train_config))
+        pred, drift, parts = {}, {}, []
+        for kind in ("parts", "fused"):
+            models = [TimeModel.from_profile(p, step=kind, call_seconds=overhead)
+                      for p in (before, after)]
+            each = [m.predict_config(train_config) for m in models]
+            pred[kind], drift[kind] = float(np.mean(each)), abs(each[1] / each[0] - 1.0)
+            if kind == "parts":
+                parts = [m.breakdown(steps, chunks + 1, chunks) for m in models]
+        out.append({"batch_size": b, "eval_every": k, "steps": steps, "measured": wall,
+                    "measured_eval": float(np.median([m["eval_seconds"] for m in measured])),
+                    "overhead_per_chunk": overhead, "predicted": pred, "drift": drift,
+                    "error": {kind: relative_error(p, wall) for kind, p in pred.items()},
+                    "breakdown": {key: (parts[0][key] + parts[1][key]) / 2
+                                  for key in parts[0]}})
+        print(f"  B={b} K={k} steps={steps}: measured {wall:.3f} s, predicted "
+              f"{pred['parts']:.3f} s (parts), {pred['fused']:.3f} s (fused step); "
+              f"host overhead {overhead * 1e6:.0f} µs per chunk; profile drift "
+              f"{drift['parts']:.0%}")
+    return out, profiles
+
+
+def run(config: Config, out=None) -> Path:
+    """Run the study and write its directory; returns the path."""
+    out = study_dir("step_costs", out)
+    start = time.perf_counter()
+    print("scaling grid ...")
+    grids = scaling_grid(config)
+    fits = fit_parts(grids, config)
+    print("seeds sweep ...")
+    seeds = seeds_sweep(config)
+    print("time model ...")
+    model, profiles = time_model_check(config)
+    _figures(config, grids, fits, seeds, model, out)
+    seconds = time.perf_counter() - start
+    listed = lambda d: {k: np.asarray(v).tolist() for k, v in d.items()}
+    results = {"grids": {name: listed(g) for name, g in grids.items()},
+               "fits": {p: {s: f and f.describe() for s, f in d.items()}
+                        for p, d in fits.items()},
+               "seeds": listed(seeds), "time_model": model,
+               "model_profiles": {b: p.describe() for b, p in profiles.items()},
+               "config": dataclasses.asdict(config), "seconds": seconds}
+    write_text(out / "results.json", json.dumps(results, indent=1, default=str))
+    write_text(out / "report.md", _report(config, grids, fits, seeds, model, profiles, seconds))
+    print(f"step_costs study written to {out} ({seconds:.0f} s)")
+    return out
+
+
+def _figures(config, grids, fits, seeds, model, out: Path) -> None:
+    main, up = grids["main"], grids["update"]
+    floor = float(np.median(main["floor"]))
+    labels = {"derivative": "batch size B", "update": "batch size B (no effect expected)",
+              "sample": "batch size B", "loss": "evaluation points N_eval"}
+    fit_range = _in_fit_range(main, config)
+    for c, part in enumerate(main["parts"]):
+        n, p, sec, mask = main["n"], main["p"], main["seconds"][:, c], fit_range
+        if part == "update":  # with its own large-P sweep, on which it is fitted
+            n, p = np.concatenate([n, up["n"]]), np.concatenate([p, up["p"]])
+            sec = np.concatenate([sec, up["seconds"][:, 0]])
+            mask = np.concatenate([np.zeros_like(fit_range), np.ones(len(up["n"]), bool)])
+        save(plots_costs.scaling(part, n, p, sec, fits[part]["large"], mask, floor,
+                                 n_label=labels[part]), out / f"scaling_{part}.png")
+    for axis, fixed in (("n", "width"), ("width", "n")):
+        values = sorted(set(main[fixed]))
+        value = values[len(values) // 2]
+        sel = main[fixed] == value
+        order = np.argsort(main[axis][sel])
+        sec = main["seconds"][sel][order]
+        name = "N" if axis == "n" else "h"
+        what = f"width h={value:g}" if fixed == "width" else f"N={value:g} data points"
+        save(plots_costs.stacked_shares([f"{name}={v:g}" for v in main[axis][sel][order]],
+                                        sec / sec.sum(axis=1, keepdims=True), main["parts"],
+                                        f"share of each part (loss measured every step), "
+                                        f"{what}"), out / f"shares_vs_{name}.png")
+    save(plots_costs.per_seed_cost(seeds["seeds"], seeds["seconds"], config.seeds_parts,
+                                   f"per-seed cost, B={config.seeds_batch}, "
+                                   f"h={config.seeds_width}, N_eval={config.seeds_eval_points}"),
+         out / "per_seed_cost.png")
+    measured = np.array([m["measured"] for m in model])
+    pred = np.array([[m["predicted"]["parts"], m["predicted"]["fused"]] for m in model])
+    save(plots_costs.predicted_vs_measured(
+        measured, pred, ["parts (derivative + update + sample)", "fused step"],
+        [f"B={m['batch_size']},K={m['eval_every']}" for m in model], config.tolerance,
+        "time model against gdlab.train"), out / "time_model.png")
+
+
+def _fit_rows(fits) -> list[list]:
+    rows = []
+    for part, by_scope in fits.items():
+        for scope, f in by_scope.items():
+            if f is None:
+                rows.append([part, scope, "-", "-", "-", "-"])
+                continue
+            rows.append([part, scope, f.num_points] +
+                        [f"{a:.2f} [{lo:.2f}, {hi:.2f}]" for a, (lo, hi)
+                         in zip(f.exponents, f.ci, strict=True)] + [f"{f.r2:.3f}"])
+    return rows
+
+
+def _grid_rows(grid) -> list[list]:
+    rows = []
+    for i in range(len(grid["n"])):
+        cells = []
+        for c in range(len(grid["parts"])):
+            s = grid["seconds"][i, c]
+            text = f"< {s:.2e}" if grid["below_floor"][i, c] else f"{s:.2e}"
+            cells.append(f"{text} ({grid['flops'][i, c] / s / 1e9:.1f})")
+        rows.append([int(grid["n"][i]), int(grid["width"][i]), int(grid["p"][i]), *cells])
+    return rows
+
+
+def _report(config, grids, fits, seeds, model, profiles, seconds) -> str:
+    main, up = grids["main"], grids["update"]
+    s = seeds["seeds"]
+    per_seed = seeds["seconds"] / s[:, None]
+    seed_rows = [[int(s[i])] + [f"{per_seed[i, c] * 1e6:.3g}" for c in range(per_seed.shape[1])]
+                 for i in range(len(s))]
+    best = per_seed.argmin(axis=0)
+    amort = [f"{n} {per_seed[0, c] / per_seed[best[c], c]:.2g}x at S={int(s[best[c]])} "
+             f"({per_seed[0, c] / per_seed[-1, c]:.2g}x at S={int(s[-1])})"
+             for c, n in enumerate(config.seeds_parts)]
+    model_rows = [[m["batch_size"], m["eval_every"], m["steps"], f"{m['measured']:.3f}",
+                   f"{m['measured_eval']:.3f}", f"{m['predicted']['parts']:.3f}",
+                   f"{m['error']['parts']:+.1%}", f"{m['predicted']['fused']:.3f}",
+                   f"{m['error']['fused']:+.1%}", f"{m['drift']['parts']:.0%}",
+                   f"{m['overhead_per_chunk'] * 1e6:.0f}",
+                   " / ".join(f"{v:.3f}" for v in m["breakdown"].values())] for m in model]
+    worst = {k: max(abs(m["error"][k]) for m in model) for k in ("parts", "fused")}
+    b0 = model[0]["batch_size"]
+    prof_rows = [[r[0], r[1], r[2], r[3], r[4], r[5], r[7], r[8]] for r in profiles[b0].rows()]
+    (n0, n1), (w0, w1) = config.fit_points, config.fit_widths
+    return "\n\n".join([
+        "# Step costs: what each part of training costs" + (" (smoke)" if config.smoke else ""),
+        f"Problem: teacher-student tanh MLP {config.d_in}-h-1 (P = {config.d_in + 2}h + 1), "
+        f"optimizer {config.optimizer}, on {profiles[b0].device}. Each part is timed by "
+        "`gdlab.profile_step` inside a compiled loop of R repetitions (each feeding the "
+        "next, so nothing is hoisted), minus the same loop's empty call, divided by R; "
+        f"median of {config.repeats} timed calls, each doing >= {config.min_seconds * 1e3:g} "
+        "ms of work. FLOP/s uses XLA's flop estimate of the part compiled alone (a loop "
+        "body is counted once by XLA, so estimates always come from the un-looped "
+        "function). Dispatch floor (an empty compiled call): "
+        f"{np.median(main['floor']) * 1e6:.1f} µs.",
+        "## Scaling: t ~ N^a P^b (95% intervals)",
+        "N is the batch size B for the derivative, the sample and the update (whose cost "
+        "should not depend on it), and the evaluation-set size for the loss. 'large': "
+        f"{n0} <= N <= {n1} and {w0} <= h <= {w1}: large enough that fixed per-call costs "
+        "are small, small enough that the activations (N x h floats) stay in this CPU's "
+        "caches; beyond that (N x h >~ 4M floats) the parts become memory-bound and the "
+        "achieved FLOP/s falls several-fold (see the grid table), which is not a property "
+        "of the algorithm. The update's 'large' fit uses its own sweep of h in "
+        f"{list(config.update_widths)} (P up to {int(up['p'].max())}) at N in "
+        f"{list(config.update_points)}; below that its ~20 small operations cost a fixed "
+        "few microseconds whatever P. 'all': every point of the main grid. 'XLA flops, large': "
+        "the same fit of XLA's flop estimate instead of the time: the work itself, so a "
+        "time exponent above it is the machine's throughput falling, not more work.",
+        markdown_table(["part", "sizes", "points", "a (vs N)", "b (vs P)", "R^2"],
+                       _fit_rows(fits)),
+        "Figures: `scaling_<part>.png` (dashed: the 'large' fit), `shares_vs_N.png` and "
+        "`shares_vs_h.png` (share of derivative + update + sample + loss, the loss measured "
+        "every step).",
+        "### Every grid point: seconds per call, one seed (achieved GFLOP/s); '<' = below "
+        "floor",
+        markdown_table(["N", "h", "P", *main["parts"]], _grid_rows(main)),
+        markdown_table(["N", "h", "P", "update"], _grid_rows(up)),
+        "## Seeds sharing one vmapped step",
+        f"B={config.seeds_batch}, h={config.seeds_width}, N_eval={config.seeds_eval_points}; "
+        "microseconds per seed. Best amortisation against S=1: " + "; ".join(amort) +
+        ". On a CPU the gain stops once the S seeds' activations leave the cache (which is "
+        "why `gdlab.train` vmaps seeds in cache-sized chunks there). Figure: "
+        "`per_seed_cost.png`.",
+        markdown_table(["S", *(f"{p} µs/seed" for p in config.seeds_parts)], seed_rows),
+        "## Time model against real runs",
+        "predicted = steps x step + evaluations x (one loss call made right after a step, "
+        "as training makes it: `StepProfile.eval_seconds`) + chunks x (host overhead per "
+        "chunk). 'parts': step = derivative + update + sample; 'fused': the "
+        "profiled fused step. The host overhead per chunk (dispatch plus `gdlab.train`'s "
+        "own loop work, invisible to a profile of compiled parts) is calibrated on a "
+        f"separate {config.calibration_steps}-step run of one-step chunks that measures "
+        "nothing. For each row, back to back: profile, calibrate, the measured runs, "
+        "profile again; the prediction uses the mean of the two profiles, and 'profile "
+        "drift' is how far the two profiles' predictions differ (the machine's load "
+        "changing under the measurement: other processes share this CPU and its caches). "
+        "The measured runs: "
+        f"{config.model_seeds} seeds of h={config.model_width}, N={config.model_data} "
+        "(loss on all of them), one device, one seed chunk; measured = "
+        f"`runs.timings['total_seconds']`, median of {config.model_repeats} runs (compile "
+        f"excluded). Worst |error|: {worst['parts']:.1%} (parts), {worst['fused']:.1%} "
+        f"(fused); target {config.tolerance:.0%}. Figure: `time_model.png`.",
+        markdown_table(["B", "K", "steps", "measured s", "of which measuring s",
+                        "predicted (parts) s", "error", "predicted (fused) s", "error",
+                        "profile drift", "overhead µs/chunk",
+                        "train / measure / overhead s (parts)"],
+                       model_rows),
+        f"### Profile at B={b0} ({config.model_seeds} seeds)",
+        markdown_table(["part", "median", "spread", "share", "R", "XLA flops", "FLOP/s",
+                        "single call"], prof_rows),
+        f"Total time: {seconds:.0f} s. All numbers: `results.json`.",
+    ]) + "\n"
+
+
+if __name__ == "__main__":
+    study_main("step_costs", __doc__, get_config, run)
