@@ -501,6 +501,8 @@ def sweep_batch_size(problem: Problem, config: TrainConfig, batch_sizes: Sequenc
     plan = _plan(problem, config, batch_sizes, target_loss, seeds, key, learning_rates,
                  lr_scaling, base_batch_size, resolution, eval_data)
     mesh = dev.seed_mesh(devices)
+    if mesh.devices.flat[0].platform == "cpu":
+        dev.tune_host_allocator()
     data = dev.replicated(mesh, problem.data)
     eval_data = data if plan["eval_data"] is problem.data else dev.replicated(
         mesh, plan["eval_data"])

@@ -28,6 +28,7 @@ import numpy as np
 import optax
 import scipy.stats
 
+from gdlab import devices as dev
 from gdlab import engine, timing
 from gdlab.config import TrainConfig
 from gdlab.problem import Problem, check_loss_is_scalar, num_data_points
@@ -193,6 +194,8 @@ def profile_step(problem: Problem, config: TrainConfig, *, seeds: int = 1,
     spec = _check_profile_inputs(problem, config, seeds, eval_data, eval_points, parts,
                                  repeats, min_seconds, max_inner)
     device = jax.devices()[0] if device is None else device
+    if device.platform == "cpu":
+        dev.tune_host_allocator()  # as gdlab.train does, so both see the same allocator
     inputs = jax.device_put(_inputs(problem, config, seeds, key, spec["eval_data"]), device)
     fns = part_functions(problem, config)
     floor = timing.dispatch_floor(max(repeats, 50), device)

@@ -36,6 +36,33 @@ def initialize_distributed(coordinator_address: str | None = None,
                                initialization_timeout=initialization_timeout)
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+_tuned = False
+
+
+def tune_host_allocator() -> bool:
+    """Keep freed host memory in the process (glibc only; once per process).
+
+    XLA on CPU allocates each call's large temporaries with malloc; glibc serves those with
+    fresh mmap pages and hands them back on free, so every call pays the page faults again.
+    For a loss measured on 4096 points that made each measurement 4x slower (9.6 ms vs
+    2.4 ms, teacher-student 8-64-1, 16 seeds). Raising the mmap and trim thresholds to
+    1 GiB keeps the pages; the cost is that the process's resident memory stays at its
+    peak. Set GDLAB_MALLOC_TUNING=0 to leave the allocator alone. Returns whether applied.
+    """
+    global _tuned
+    if _tuned or os.environ.get("GDLAB_MALLOC_TUNING", "1") == "0":
+        return _tuned
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6")
+        _tuned = bool(libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and \
+            bool(libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        _tuned = False
+    return _tuned
+
+
 def is_main_process() -> bool:
     """True in the process that writes files (process 0; always true when single-process)."""
     return jax.process_index() == 0

@@ -82,6 +82,8 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
     eval_data = _check_inputs(problem, config, eval_data)
     out_path = _check_out(out, overwrite, checkpoint_every, resume)
     mesh = dev.seed_mesh(devices)
+    if mesh.devices.flat[0].platform == "cpu":
+        dev.tune_host_allocator()
     key = as_key(key)
     chunk = _choose_chunk(problem, config, seed_chunk, len(seed_ids), mesh)
     group = _choose_group(problem, config, seeds_per_call, len(seed_ids), mesh, chunk)

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import os
 
 import jax
 import numpy as np
@@ -142,3 +143,19 @@ def test_state_memory_estimate_counts_params_and_optimizer_state():
     # Adam keeps two more params-sized moments (and a step count) than plain SGD.
     extra = state_bytes_per_seed(p, adam) - state_bytes_per_seed(p, sgd)
     assert extra >= 3 * 2 * 4 * p.num_params()
+
+
+def test_host_allocator_tuning_is_applied_once_and_can_be_switched_off():
+    import platform
+    import subprocess
+    import sys
+
+    from gdlab import devices
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt tuning applies to glibc only")
+    assert devices.tune_host_allocator() is True and devices.tune_host_allocator() is True
+    code = "from gdlab import devices; print(devices.tune_host_allocator())"
+    env = {**os.environ, "GDLAB_MALLOC_TUNING": "0", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
