@@ -44,40 +44,40 @@ def _grid(b_K: np.ndarray) -> np.ndarray:
 def steps_to_target(sweeps: Mapping[str, BatchSweep], fit: ScalingFit | None = None,
                     noise_scale: float | None = None, title: str = ""):
     """Median steps to target vs batch size (log-log), with the fit, B_crit and regimes."""
-    fig, ax = plt.subplots(figsize=(7.0, 4.8), layout="constrained")
-    b_all = np.concatenate([s.batch_sizes for s in sweeps.values()])
-    if fit is not None:
-        b = _grid(b_all)
-        _shade_regimes(ax, fit, (b[0], b[-1]))
-        ax.plot(b, fit.steps_at(b), color="black", lw=1.5,
-                label=f"fit S_min (1 + B_crit/B), R² = {fit.r2_steps:.3f}")
+    fig, ax = _to_target(sweeps, "steps", fit, title)
     if noise_scale is not None and np.isfinite(noise_scale):
         ax.axvline(noise_scale, color="tab:purple", ls=":", lw=1.5,
                    label=f"B_simple at target = {noise_scale:.3g}")
-    for label, sweep in sweeps.items():
-        _errorbars(ax, sweep.batch_sizes, sweep.median("steps"), label)
-    ax.set(xscale="log", yscale="log", xlabel="batch size B",
-           ylabel="steps to target (median, 95% CI)", title=title)
-    ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="best")
     return fig
 
 
 def examples_to_target(sweeps: Mapping[str, BatchSweep], fit: ScalingFit | None = None,
                        title: str = ""):
     """Median examples (steps x B) to target vs batch size, with E_min (1 + B / B_crit)."""
+    return _to_target(sweeps, "examples", fit, title)[0]
+
+
+_FIT_LINES = {"steps": ("steps_at", "r2_steps", "fit S_min (1 + B_crit/B)"),
+              "examples": ("examples_at", "r2_examples", "fit E_min (1 + B/B_crit)")}
+
+
+def _to_target(sweeps, what: str, fit: ScalingFit | None, title: str):
+    """Log-log medians of `what` ("steps" or "examples") per sweep; with a fit, its curve
+    and the three regimes shaded."""
     fig, ax = plt.subplots(figsize=(7.0, 4.8), layout="constrained")
-    b_all = np.concatenate([s.batch_sizes for s in sweeps.values()])
     if fit is not None:
-        b = _grid(b_all)
+        curve, r2, label = _FIT_LINES[what]
+        b = _grid(np.concatenate([s.batch_sizes for s in sweeps.values()]))
         _shade_regimes(ax, fit, (b[0], b[-1]))
-        ax.plot(b, fit.examples_at(b), color="black", lw=1.5,
-                label=f"fit E_min (1 + B/B_crit), R² = {fit.r2_examples:.3f}")
+        ax.plot(b, getattr(fit, curve)(b), color="black", lw=1.5,
+                label=f"{label}, R² = {getattr(fit, r2):.3f}")
     for label, sweep in sweeps.items():
-        _errorbars(ax, sweep.batch_sizes, sweep.median("examples"), label)
+        _errorbars(ax, sweep.batch_sizes, sweep.median(what), label)
     ax.set(xscale="log", yscale="log", xlabel="batch size B",
-           ylabel="examples to target (median, 95% CI)", title=title)
+           ylabel=f"{what} to target (median, 95% CI)", title=title)
     ax.legend(fontsize=7, loc="best")
-    return fig
+    return fig, ax
 
 
 def wall_time_to_target(sweeps: Mapping[str, BatchSweep], title: str = ""):
