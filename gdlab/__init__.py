@@ -5,10 +5,18 @@ over steps, `jax.vmap` over seeds, sharded over devices) and study where they la
 
 Example:
   >>> import gdlab
-  >>> from gdlab import problems
+  >>> from gdlab import devices as _devices
+
+_devices.default_cpu_devices()  # before anything starts JAX's backends
+
+from gdlab import problems
   >>> cfg = gdlab.TrainConfig(optimizer="sgd", learning_rate=1e-2, steps=2000, eval_every=100)
   >>> runs = gdlab.train(problems.himmelblau(), cfg, seeds=4096, key=0)
 """
+
+from gdlab import devices as _devices
+
+_devices.default_cpu_devices()  # before anything starts JAX's backends
 
 from gdlab import problems
 from gdlab.batchsize import BatchSweep, ScalingFit, fit_scaling, sweep_batch_size
@@ -22,7 +30,7 @@ from gdlab.problem import KnownMinimum, Problem
 from gdlab.runs import Runs, load_runs
 from gdlab.train import train
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["Atlas", "BatchSweep", "KnownMinimum", "Minimum", "NoiseScale", "NoiseTrace",
            "PartCost", "Preempted", "Problem", "Runs", "ScalingFit", "StepProfile", "TimeModel",
            "TrainConfig", "find_minima", "fit_power_law", "fit_scaling", "initialize_distributed",

@@ -24,6 +24,7 @@ examples:
   gdlab sweep-batch --problem least_squares --batch-sizes 1,4,16,64,256 --target 0.15 \
       --lr-grid 0.05,0.1,0.2,0.4,0.8 --seeds 16 --noise-scale
   gdlab run convexity --smoke
+  gdlab bench --only W2 --repeats 5
 """
 
 
@@ -37,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_profile(sub)
     _add_sweep_batch(sub)
+    bench = sub.add_parser("bench", help="benchmark gdlab against baselines and the matmul peak",
+                           description="Time the standard workloads (W1-W4) with gdlab and "
+                                       "the baselines side by side; print the table with "
+                                       "every speed target marked met or not.")
+    from gdlab.bench import add_arguments
+    add_arguments(bench)
     minima = sub.add_parser("minima", help="map the minima of a saved run (gdlab train --out)",
                             description="Classify every endpoint of a saved run and count the "
                                         "distinct minima: raw, modulo symmetry, as functions.")
@@ -349,6 +356,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_profile(args)
         if args.command == "sweep-batch":
             return cmd_sweep_batch(args)
+        if args.command == "bench":
+            from gdlab.bench import run_from_args
+            run_from_args(args)
+            return 0
         return cmd_run(args)
     except ValueError as err:
         print(f"gdlab {args.command}: error: {err}", file=sys.stderr)

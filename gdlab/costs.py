@@ -6,8 +6,8 @@ The parts of one training step of S seeds (vmapped together on one device):
   update      the optimizer's update and `apply_updates`, given the gradients
   sample      drawing each seed's B indices and gathering its batch (mini-batches only)
   loss        the loss measured on the evaluation data (N_eval points, shared by seeds)
-  step        the fused training step the engine runs (sample, gather, grad, update,
-              divergence guard), as inside `gdlab.train`'s scan
+  step        the fused training step the engine runs (sample, gather, grad, update),
+              as inside `gdlab.train`'s scan (whose divergence check runs once per chunk)
 
 Each part is timed in a compiled loop (`gdlab.timing`) next to XLA's own estimate of its
 flops and bytes (`cost_analysis` of the part compiled alone: a loop's or scan's body is
@@ -277,7 +277,7 @@ def part_functions(problem: Problem, config: TrainConfig) -> dict[str, Part]:
     sampler = engine.build_sampler(problem, config)
     grad_S = jax.vmap(jax.grad(problem.loss), (0, None if sampler is None else 0))
     loss_S = jax.vmap(problem.loss, (0, None))
-    step_S = jax.vmap(engine.make_step(problem, optimizer, sampler), (0, None, None))
+    step_S = jax.vmap(engine.make_update(problem, optimizer, sampler), (0, None, None))
 
     def update_one(params, opt_state, grads):
         updates, opt_state = optimizer.update(grads, opt_state, params)

@@ -2,17 +2,21 @@
 
 Per seed: sample a mini-batch with the seed's own key -> `jax.grad` -> optax update ->
 keep the old params (and freeze the seed) when the new ones are not finite. The step
-number `t` is shared by all seeds and never batched. Compile points: `init`, one chunk
-function per chunk length, and `evaluate`, all built in `compile_engine`.
+number `t` is shared by all seeds and never batched. Chunks of K steps run unguarded and
+check finiteness once at their end; a chunk in which a seed diverged is rerun with the
+per-step guard. Compile points: `init`, one chunk function per chunk length, and
+`evaluate`, built in `compile_engine`; the guarded chunks only when first needed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from gdlab import devices as dev
@@ -54,12 +58,12 @@ def all_finite(tree: Any) -> jax.Array:
     return jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
-def make_step(problem: Problem, optimizer: optax.GradientTransformation,
-              sampler: Sampler | None):
-    """`step(state, t, data) -> state`: one guarded optimizer step of one seed."""
+def make_update(problem: Problem, optimizer: optax.GradientTransformation,
+                sampler: Sampler | None):
+    """`update(state, t, data) -> state`: one unguarded optimizer step of one seed."""
     grad_fn = jax.grad(problem.loss)
 
-    def step(state: SeedState, t, data) -> SeedState:
+    def update(state: SeedState, t, data) -> SeedState:
         if sampler is None:
             batch, sampler_state = data, state.sampler_state
         else:
@@ -67,25 +71,72 @@ def make_step(problem: Problem, optimizer: optax.GradientTransformation,
             batch = gather(data, idx_B)
         grads = grad_fn(state.params, batch)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        finite = all_finite(params)
+        return state._replace(params=optax.apply_updates(state.params, updates),
+                              opt_state=opt_state, sampler_state=sampler_state)
+    return update
+
+
+def make_step(problem: Problem, optimizer: optax.GradientTransformation,
+              sampler: Sampler | None):
+    """`step(state, t, data) -> state`: one guarded optimizer step of one seed.
+
+    Keeps the old params and optimizer state (and freezes the seed, recording the step in
+    `diverged_at`) when the new params are not finite.
+    """
+    update = make_update(problem, optimizer, sampler)
+
+    def step(state: SeedState, t, data) -> SeedState:
+        new = update(state, t, data)
+        finite = all_finite(new.params)
         live = state.diverged_at < 0
         keep_new = live & finite
         pick = lambda new, old: jax.tree.map(lambda a, b: jnp.where(keep_new, a, b), new, old)
         diverged_at = jnp.where(live & ~finite, t, state.diverged_at).astype(jnp.int32)
-        return SeedState(pick(params, state.params), pick(opt_state, state.opt_state),
-                         sampler_state, state.data_key, diverged_at)
+        return SeedState(pick(new.params, state.params), pick(new.opt_state, state.opt_state),
+                         new.sampler_state, state.data_key, diverged_at)
     return step
 
 
-def make_chunk(step, length: int):
-    """`chunk(state, t0, data) -> state`: `length` steps t0 .. t0+length-1 in one scan."""
-    def chunk(state, t0, data):
-        def body(s, t):
-            return step(s, t, data), None
-        ts = t0 + jnp.arange(length, dtype=jnp.int32)
-        return jax.lax.scan(body, state, ts)[0]
+def _scan(one, states, t0, data, length: int, unroll: int):
+    """`length` steps of `one` (a per-seed step) for a batch of seeds, from step t0."""
+    batched = jax.vmap(one, in_axes=(0, None, None))
+    ts = t0 + jnp.arange(length, dtype=jnp.int32)
+    return jax.lax.scan(lambda s, t: (batched(s, t, data), None), states, ts,
+                        unroll=unroll)[0]
+
+
+def make_fast_chunk(update, length: int, unroll: int = 1):
+    """`chunk(states, t0, data) -> (states, ok)`: steps t0 .. t0+length-1 of a batch of
+    seeds with the unguarded `update`, `unroll` steps per scan iteration.
+
+    The per-step guard costs as much as a whole step on cheap problems (a per-seed
+    reduction and select every step: 2x on Himmelblau), so chunks run unguarded and
+    check once at the end: `ok` (per seed) is false for a seed that was live and is no
+    longer finite (params or optimizer state). Seeds frozen before the chunk get their
+    old params and optimizer state back. The host reruns a chunk with a false `ok` from
+    its start with `make_guarded_chunk`, which records the exact step of divergence; a
+    non-finite value never turns finite again under gradient updates, so the end-of-chunk
+    check sees every divergence inside the chunk.
+    """
+    def chunk(states, t0, data):
+        fast = _scan(update, states, t0, data, length, unroll)
+        live = states.diverged_at < 0
+        ok = jax.vmap(all_finite)((fast.params, fast.opt_state)) | ~live
+        pick = lambda new, old: jax.tree.map(
+            lambda a, b: jnp.where(_lead(live, a), a, b), new, old)
+        return fast._replace(params=pick(fast.params, states.params),
+                             opt_state=pick(fast.opt_state, states.opt_state)), ok
     return chunk
+
+
+def make_guarded_chunk(step, length: int, unroll: int = 1):
+    """`chunk(states, t0, data) -> states`: the same steps with the per-step guard."""
+    return lambda states, t0, data: _scan(step, states, t0, data, length, unroll)
+
+
+def _lead(mask_C: jax.Array, like: jax.Array) -> jax.Array:
+    """A (C,) mask shaped to broadcast against `like` (C, ...)."""
+    return mask_C.reshape(mask_C.shape + (1,) * (like.ndim - 1))
 
 
 def make_evaluate(problem: Problem):
@@ -101,24 +152,47 @@ def chunk_lengths(config: TrainConfig) -> list[int]:
     return [every] * full + ([rest] if rest else [])
 
 
-class Engine(NamedTuple):
-    """Compiled entry points of one (problem, config, mesh, chunk) combination."""
+@dataclasses.dataclass
+class Engine:
+    """Compiled entry points of one (problem, config, mesh, chunk) combination.
+
+    `chunks[n]` runs n unguarded steps and returns (states, ok); `guarded(n)` is the
+    guarded version, compiled on first use (only runs where a seed diverges need it).
+    `compile_seconds` counts every compile, the late ones included.
+    """
 
     init: Any
     chunks: dict[int, Any]
     evaluate: Any
     compile_seconds: float
+    build_guarded: Any
+    _guarded: dict[int, Any] = dataclasses.field(default_factory=dict)
+
+    def guarded(self, length: int):
+        if length not in self._guarded:
+            start = time.perf_counter()
+            self._guarded[length] = self.build_guarded(length)
+            self.compile_seconds += time.perf_counter() - start
+        return self._guarded[length]
+
+    def run_chunk(self, length: int, state: SeedState, t0, data) -> SeedState:
+        """`length` steps from t0, rerun with the guard when a seed diverged in them."""
+        new, ok = self.chunks[length](state, t0, data)
+        if not all(dev.agree([bool(np.all(dev.to_host(ok)))])):
+            new = self.guarded(length)(state, t0, data)
+        return jax.block_until_ready(new)
 
 
 def build_sampler(problem: Problem, config: TrainConfig) -> Sampler | None:
     """The mini-batch sampler, or None for full batch / data-free problems."""
     if config.batch_size is None or problem.data is None:
         return None
-    return make_sampler(config.sampling, problem.num_data, config.batch_size)
+    return make_sampler(config.sampling, problem.num_data, config.batch_size,
+                        config.sampling_rng)
 
 
 def compile_engine(problem: Problem, config: TrainConfig, mesh, seed_chunk: int,
-                   seed_ids, key, data, eval_data) -> tuple[Engine, SeedState]:
+                   seed_ids, key, data, eval_data, unroll: int = 1) -> tuple[Engine, SeedState]:
     """Compile every entry point ahead of time and build the initial state.
 
     Returns the engine (with the compile time, reported apart from run time) and the
@@ -126,19 +200,22 @@ def compile_engine(problem: Problem, config: TrainConfig, mesh, seed_chunk: int,
     """
     optimizer = config.make_optimizer()
     sampler = build_sampler(problem, config)
-    step = make_step(problem, optimizer, sampler)
-    lift = lambda fn, n: jax.jit(dev.seed_parallel(fn, mesh, seed_chunk, n))
+    update, step = (make(problem, optimizer, sampler) for make in (make_update, make_step))
+    lift = lambda fn, n, batched=False: jax.jit(dev.seed_parallel(fn, mesh, seed_chunk, n,
+                                                                  batched))
     start = time.perf_counter()
     init = lift(make_init(problem, optimizer, sampler), 1).lower(seed_ids, key).compile()
     compile_seconds = time.perf_counter() - start
     state = init(seed_ids, key)
     t0 = dev.replicated(mesh, jnp.int32(0))
     start = time.perf_counter()
-    chunks = {n: lift(make_chunk(step, n), 2).lower(state, t0, data).compile()
+    compile_chunk = lambda chunk: lift(chunk, 2, True).lower(state, t0, data).compile()
+    chunks = {n: compile_chunk(make_fast_chunk(update, n, unroll))
               for n in sorted(set(chunk_lengths(config)))}
     evaluate = lift(make_evaluate(problem), 1).lower(state, eval_data).compile()
     compile_seconds += time.perf_counter() - start
-    return Engine(init, chunks, evaluate, compile_seconds), state
+    guarded = lambda n: compile_chunk(make_guarded_chunk(step, n, unroll))
+    return Engine(init, chunks, evaluate, compile_seconds, guarded), state
 
 
 def state_bytes_per_seed(problem: Problem, config: TrainConfig) -> float:

@@ -31,7 +31,8 @@ class Runs:
       diverged_at: (S,) step whose update gave non-finite params (-1 = never); a
         diverged seed keeps its last finite params and takes no further steps.
       seed_ids: (S,) the seed ids; seed i depends only on the run key and seed_ids[i].
-      timings: compile_seconds, train_seconds, eval_seconds, total_seconds,
+      timings: compile_seconds, train_seconds, eval_seconds (first_eval_seconds of them
+        the step-0 measurement), total_seconds,
         seed_steps_per_second.
       manifest: config, problem, key, versions, devices, XLA flags, git revision.
       trajectory: params of the first K seeds at every evaluation, leaves shaped

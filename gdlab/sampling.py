@@ -19,11 +19,46 @@ class Sampler(NamedTuple):
     draw: Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, Any]]
 
 
-def with_replacement(n: int, batch_size: int) -> Sampler:
-    """Each step draws B indices uniformly from [0, N), independently of other steps."""
-    def draw(state, data_key, t):
-        return jax.random.randint(jax.random.fold_in(data_key, t), (batch_size,), 0, n), state
-    return Sampler(init=lambda data_key: (), draw=draw)
+RNGS = ("hash", "threefry")
+
+
+def with_replacement(n: int, batch_size: int, rng: str = "hash") -> Sampler:
+    """Each step draws B indices uniformly from [0, N), independently of other steps.
+
+    rng="threefry" draws them with `jax.random.randint` from `fold_in(data_key, t)`;
+    rng="hash" (the default) hashes (t, position in batch) with two 32-bit words drawn
+    once per seed from its data key, which is about 30x cheaper on CPU (threefry was
+    25-40% of a small MLP's step). Every index has probability 1/N to within a relative
+    N / 2^32; draws at different steps, positions and seeds look independent (tests check
+    uniformity, unbiased batch means and no correlation between steps).
+    """
+    if rng == "threefry":
+        def draw(state, data_key, t):
+            idx = jax.random.randint(jax.random.fold_in(data_key, t), (batch_size,), 0, n)
+            return idx, state
+        return Sampler(init=lambda data_key: (), draw=draw)
+    if rng != "hash":
+        raise ValueError(f"unknown sampling rng {rng!r}; valid: {', '.join(RNGS)}")
+    positions = jnp.arange(batch_size, dtype=jnp.uint32)
+
+    def init(data_key):  # fold_in: the seed's data key itself stays unconsumed
+        return jax.random.bits(jax.random.fold_in(data_key, 0), (2,), jnp.uint32)
+
+    def draw(words, data_key, t):
+        step_word = _mix(jnp.asarray(t).astype(jnp.uint32) ^ words[0])
+        h = _mix(_mix(positions ^ words[1]) ^ step_word)
+        return (h % jnp.uint32(n)).astype(jnp.int32), words
+
+    return Sampler(init=init, draw=draw)
+
+
+def _mix(x: jax.Array) -> jax.Array:
+    """A bijective 32-bit integer hash with full avalanche (Wellons' "lowbias32")."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
 
 
 def _perm(data_key: jax.Array, epoch: jax.Array, n: int) -> jax.Array:
@@ -57,10 +92,11 @@ def epoch_shuffle(n: int, batch_size: int) -> Sampler:
     return Sampler(init=init, draw=draw)
 
 
-def make_sampler(kind: str, n: int, batch_size: int) -> Sampler:
-    """The sampler called `kind` ("with_replacement" or "epoch") for N points, batch B."""
+def make_sampler(kind: str, n: int, batch_size: int, rng: str = "hash") -> Sampler:
+    """The sampler called `kind` ("with_replacement" or "epoch") for N points, batch B;
+    `rng` picks the index generator of "with_replacement" (see `with_replacement`)."""
     if kind == "with_replacement":
-        return with_replacement(n, batch_size)
+        return with_replacement(n, batch_size, rng)
     if kind == "epoch":
         return epoch_shuffle(n, batch_size)
     raise ValueError(f"unknown sampling {kind!r}; valid: with_replacement, epoch")

@@ -179,3 +179,30 @@ def _calibrate(call, floor: float, min_seconds: float, max_inner: int, warmup: i
         grow = min_seconds / max(work, min_seconds / 1024)
         inner = min(max_inner, inner * 2 ** max(1, math.ceil(math.log2(grow))))
     return inner
+
+
+def matmul_peak(sizes: Sequence[int] | None = None, calls: int = 5) -> float:
+    """The machine's practical limit: the best float32 matmul FLOP/s on the local devices.
+
+    Times an n x n @ n x n product for each n in `sizes` (default 512, 1024, 2048 on CPU;
+    2048, 4096, 8192 on accelerators), both on one device and with one product per device
+    at once (shard_map over all local devices); returns the best median of `calls` calls,
+    counting 2 n^3 flops per product.
+    """
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
+    devices = jax.local_devices()
+    cpu = devices[0].platform == "cpu"
+    sizes = sizes or ((512, 1024, 2048) if cpu else (2048, 4096, 8192))
+    mesh = Mesh(np.array(devices), ("d",))
+    one = jax.jit(lambda a: a @ a)
+    each = jax.jit(jax.shard_map(lambda a: a @ a, mesh=mesh, in_specs=P("d"), out_specs=P("d")))
+    best = 0.0
+    for n in sizes:
+        a = jnp.ones((n, n), jnp.float32) / n
+        stacked = jax.device_put(jnp.ones((len(devices), n, n), jnp.float32) / n,
+                                 NamedSharding(mesh, P("d")))
+        for fn, x, products in ((one, a, 1), (each, stacked, len(devices))):
+            seconds = float(np.median(time_calls(fn, (x,), calls)))
+            best = max(best, products * 2.0 * n**3 / seconds)
+    return best

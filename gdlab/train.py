@@ -35,7 +35,7 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
           progress: bool | None = None, out: str | os.PathLike | None = None,
           overwrite: bool = False, trajectories: int = 0,
           checkpoint_every: float | None = None, resume: bool = False,
-          seeds_per_call: int | None = None) -> Runs:
+          seeds_per_call: int | None = None, unroll: int = 1) -> Runs:
     """Train many seeds of `problem` at once and return every seed's result.
 
     Args:
@@ -48,7 +48,8 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
       devices: devices the seed axis is sharded over (default: every local device).
       seed_chunk: seeds vmapped together per device (default: chosen from the
         problem's per-step memory and the platform). Results do not depend on it beyond
-        floating-point reassociation.
+        floating-point reassociation. The devices default to every local device; on CPU
+        gdlab makes one device per core when imported (`GDLAB_CPU_DEVICES=N` overrides).
       progress: show a progress bar (default: when stderr is a terminal and the run
         takes more than a couple of seconds).
       out: if given, save the run directory there (checked before anything compiles).
@@ -67,6 +68,9 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
         only on its id). Default: all at once when their state fits in half of the
         device memory (host RAM on CPU), else groups that do.
 
+      unroll: optimizer steps per iteration of the compiled step loop (`lax.scan`'s
+        unroll); a speed setting only, results do not depend on it beyond reassociation.
+
     Returns:
       A `gdlab.Runs`.
 
@@ -79,9 +83,12 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
     """
     seed_ids = seed_ids_of(seeds)
     record = _check_trajectories(trajectories, len(seed_ids))
+    if isinstance(unroll, bool) or not isinstance(unroll, numbers.Integral) or unroll < 1:
+        raise ValueError(f"unroll must be a positive integer (steps per scan iteration), "
+                         f"got {unroll!r}")
     eval_data = _check_inputs(problem, config, eval_data)
     out_path = _check_out(out, overwrite, checkpoint_every, resume)
-    mesh = dev.seed_mesh(devices)
+    mesh = dev.seed_mesh(devices, len(seed_ids))
     if mesh.devices.flat[0].platform == "cpu":
         dev.tune_host_allocator()
     key = as_key(key)
@@ -99,7 +106,7 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
     key_r, data_r, eval_r = (dev.replicated(mesh, x) for x in (key, problem.data, eval_data))
 
     eng, state = engine.compile_engine(problem, config, mesh, chunk, put_ids(id_groups[0]),
-                                       key_r, data_r, eval_r)
+                                       key_r, data_r, eval_r, int(unroll))
     ckpt = None
     if out_path is not None:
         ckpt = _Checkpointing(out_path, checkpoint_every, resume, checkpoint.fingerprint(
@@ -115,6 +122,7 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
                          record if g == 0 else 0, ckpt)
         parts.append(_host_part(loop, state.params, min(padded, len(seed_ids) - g * padded)))
     runs = _collect(problem, config, seed_ids, key, mesh, chunk, eng, parts, group)
+    runs.manifest["unroll"] = int(unroll)
     if out_path is not None:
         if dev.is_main_process():
             runs.save(out_path, overwrite=overwrite or resume)
@@ -227,6 +235,7 @@ class _Log:
     eval_times: list = dataclasses.field(default_factory=list)
     path: list = dataclasses.field(default_factory=list)
     eval_total: float = 0.0
+    first_eval: float = 0.0  # seconds of the step-0 measurement (0.0 when resumed)
     elapsed: float = 0.0  # loop seconds before this process started (resumed runs)
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -266,7 +275,10 @@ def _run_loop(eng, state, config: TrainConfig, mesh, data, eval_data, progress, 
     def evaluate(at):
         t = time.perf_counter()
         log.evals.append(dev.to_host(jax.block_until_ready(eng.evaluate(state, eval_data))))
-        log.eval_total += time.perf_counter() - t
+        took = time.perf_counter() - t
+        log.eval_total += took
+        if at == 0:
+            log.first_eval = took
         log.eval_steps.append(at)
         log.eval_times.append(time.perf_counter() - start)
         if record:
@@ -277,13 +289,15 @@ def _run_loop(eng, state, config: TrainConfig, mesh, data, eval_data, progress, 
     bar = tqdm(total=config.steps, initial=step, unit="step", desc=name, delay=2.0, leave=False,
                disable=None if progress is None else not progress)
     last_eval = last_save = time.perf_counter()
+    late_compile = 0.0  # a guarded chunk compiled mid-run is compile time, not training
     ends = np.cumsum(engine.chunk_lengths(config))
     with checkpoint.sigterm_flag() as sigterm:
         for length, end in zip(engine.chunk_lengths(config), ends, strict=True):
             if end <= step:
                 continue  # done before the checkpoint this run resumed from
-            state = jax.block_until_ready(
-                eng.chunks[length](state, dev.replicated(mesh, jnp.int32(step)), data))
+            compiled_before = eng.compile_seconds
+            state = eng.run_chunk(length, state, dev.replicated(mesh, jnp.int32(step)), data)
+            late_compile += eng.compile_seconds - compiled_before
             step += length
             bar.update(length)
             now = time.perf_counter()
@@ -302,12 +316,13 @@ def _run_loop(eng, state, config: TrainConfig, mesh, data, eval_data, progress, 
                     bar.close()
                     raise checkpoint.Preempted(path, step)
     bar.close()
-    total = time.perf_counter() - start
+    total = time.perf_counter() - start - late_compile
     return {"state": state, "evals": log.evals, "eval_steps": log.eval_steps,
             "eval_times": log.eval_times,
             "trajectory": jax.tree.map(lambda *xs: np.stack(xs, axis=1), *log.path)
             if log.path else None,
             "train_seconds": total - log.eval_total, "eval_seconds": log.eval_total,
+            "first_eval_seconds": log.first_eval,
             "loop_seconds": total, "resumed_from_step": resumed_from}
 
 
@@ -326,6 +341,7 @@ def _collect(problem, config, seed_ids, key, mesh, chunk, eng, parts, group) -> 
     train_seconds = sum(p["train_seconds"] for p in parts)
     timings = {"compile_seconds": eng.compile_seconds, "train_seconds": train_seconds,
                "eval_seconds": sum(p["eval_seconds"] for p in parts),
+               "first_eval_seconds": sum(p["first_eval_seconds"] for p in parts),
                "total_seconds": sum(p["loop_seconds"] for p in parts),
                "seed_steps_per_second": s * config.steps / max(train_seconds, 1e-12)}
     first = parts[0]

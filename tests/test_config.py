@@ -24,6 +24,7 @@ def cfg(**kw):
     (dict(learning_rate="fast"), r"learning_rate must be a positive float.*'fast'"),
     (dict(optimizer="adagradx"), r"unknown optimizer 'adagradx'; valid: sgd, momentum"),
     (dict(sampling="bootstrap"), r"unknown sampling 'bootstrap'; valid: with_replacement, epoch"),
+    (dict(sampling_rng="mt"), r"unknown sampling_rng 'mt'; valid: hash, threefry"),
     (dict(eval_every=None), r"exactly one evaluation schedule.*got neither"),
     (dict(eval_every_seconds=1.0), r"exactly one evaluation schedule.*got both"),
     (dict(eval_every=0), r"eval_every must be an integer >= 1, got 0"),

@@ -63,3 +63,24 @@ def test_seed_ids_do_not_depend_on_the_device_count(devices, n):
     a = gdlab.train(problem, config, devices=devices[:n], **kwargs)
     b = gdlab.train(problem, config, devices=devices, **kwargs)
     np.testing.assert_allclose(a.final_loss, b.final_loss, rtol=1e-5)
+
+
+def _device_count(env: dict) -> tuple[int, str]:
+    import os
+    import subprocess
+    import sys
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("JAX_NUM_CPU_DEVICES", "GDLAB_CPU_DEVICES", "XLA_FLAGS")}
+    proc = subprocess.run([sys.executable, "-c", "import gdlab, jax; print(len(jax.devices()))"],
+                          env={**base, "JAX_PLATFORMS": "cpu", **env}, capture_output=True,
+                          text=True, timeout=120, check=True)
+    return int(proc.stdout.strip()), proc.stderr
+
+
+def test_gdlab_gives_jax_one_cpu_device_per_core_unless_told_otherwise():
+    from gdlab.devices import usable_cores
+    assert _device_count({})[0] == usable_cores()
+    assert _device_count({"GDLAB_CPU_DEVICES": "3"})[0] == 3
+    assert _device_count({"JAX_NUM_CPU_DEVICES": "5"})[0] == 5  # JAX's own setting wins
+    count, err = _device_count({"GDLAB_CPU_DEVICES": "lots"})
+    assert count == 1 and "GDLAB_CPU_DEVICES='lots' is not an integer >= 1" in err

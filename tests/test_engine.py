@@ -100,6 +100,47 @@ def test_four_devices_equal_one(devices):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+SETTINGS_CONFIG = dict(steps=25, batch_size=8, eval_every=10, optimizer="momentum")
+
+
+@pytest.fixture(scope="module")
+def default_settings_run():
+    return gdlab.train(_ts(), cfg(**SETTINGS_CONFIG), seeds=12)
+
+
+@pytest.mark.parametrize("setting", [dict(seed_chunk=3, unroll=3), dict(devices=1),
+                                     dict(seed_chunk=2, unroll=2, devices=2)])
+def test_engine_settings_do_not_change_results(setting, default_settings_run):
+    """Chunk size, unroll and device count are speed settings: same numbers as the default."""
+    if "devices" in setting:
+        setting = {**setting, "devices": jax.devices()[:setting["devices"]]}
+    a = default_settings_run
+    b = gdlab.train(_ts(), cfg(**SETTINGS_CONFIG), seeds=12, **setting)
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a.loss_history, b.loss_history, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True])
+def test_bad_unroll_is_rejected(bad):
+    with pytest.raises(ValueError, match=r"unroll must be a positive integer .* got"):
+        gdlab.train(problems.himmelblau(), cfg(), seeds=2, unroll=bad)
+
+
+def test_a_few_seeds_use_no_more_devices_than_seeds():
+    runs = gdlab.train(problems.himmelblau(), cfg(steps=2, eval_every=2), seeds=1)
+    assert len(runs.manifest["devices"]) == 1 and len(jax.devices()) > 1
+
+
+def test_sampling_rng_threefry_still_trains_and_differs_from_hash():
+    problem = _ts()
+    hashed = gdlab.train(problem, cfg(steps=10, batch_size=4, eval_every=10), seeds=2)
+    threefry = gdlab.train(problem, cfg(steps=10, batch_size=4, eval_every=10,
+                                        sampling_rng="threefry"), seeds=2)
+    assert np.all(np.isfinite(threefry.final_loss))
+    assert not np.allclose(hashed.final_loss, threefry.final_loss)
+
+
 def test_seed_chunk_does_not_change_results():
     problem = _ts()
     config = cfg(steps=20, batch_size=8, eval_every=10)
@@ -156,6 +197,11 @@ def test_diverging_seeds_are_flagged_at_the_right_step_and_others_untouched():
     clean = gdlab.train(problem, config, seeds=kept.tolist())
     assert not clean.diverged.any()
     assert np.array_equal(clean.params, runs.params[~runs.diverged])
+    # Seeds frozen in an earlier chunk stay frozen in later ones (the unguarded fast path
+    # restores them): one chunk per step gives the same result.
+    per_step = gdlab.train(problem, cfg(learning_rate=0.1, steps=40, eval_every=1), seeds=64)
+    np.testing.assert_array_equal(per_step.diverged_at, runs.diverged_at)
+    np.testing.assert_allclose(per_step.params, runs.params, rtol=1e-6)
 
 
 def test_time_based_evaluation_records_wall_time():

@@ -55,3 +55,38 @@ def test_bad_sampler_inputs():
         make_sampler("x", 10, 2)
     with pytest.raises(ValueError, match="batch_size 11 > N = 10"):
         epoch_shuffle(10, 11)
+
+
+@pytest.mark.parametrize("rng", ["hash", "threefry"])
+def test_each_index_generator_is_uniform_and_in_range(rng):
+    n, b, steps = 37, 8, 3000
+    idx = draws(with_replacement(n, b, rng), steps, key=3)
+    assert idx.min() >= 0 and idx.max() < n
+    assert stats.chisquare(np.bincount(idx.ravel(), minlength=n)).pvalue > 1e-3
+
+
+def test_hash_draws_are_independent_across_steps_positions_and_seeds():
+    n, b, steps = 16, 4, 4000
+    idx = draws(with_replacement(n, b), steps, key=7)
+    # Pairs (step t, step t+1) at one position, and (position 0, position 1) in one step,
+    # are uniform over the n x n grid: no correlation between consecutive draws.
+    for first, second in ((idx[:-1, 0], idx[1:, 0]), (idx[:, 0], idx[:, 1])):
+        counts = np.bincount(first * n + second, minlength=n * n)
+        assert stats.chisquare(counts).pvalue > 1e-3
+    other = draws(with_replacement(n, b), steps, key=8)
+    assert abs(np.corrcoef(idx.ravel(), other.ravel())[0, 1]) < 0.05
+    assert np.mean(idx == other) == pytest.approx(1 / n, abs=0.01)
+
+
+def test_hash_handles_sizes_that_are_not_powers_of_two_and_large_steps():
+    sampler = with_replacement(1000, 5)
+    key = jax.random.key(0)
+    state = sampler.init(key)
+    for t in (0, 1, 2**20, 2**31 - 1):
+        idx, _ = sampler.draw(state, key, jnp.int32(t))
+        assert idx.dtype == jnp.int32 and np.all((np.asarray(idx) >= 0) & (idx < 1000))
+
+
+def test_unknown_index_generator_is_rejected():
+    with pytest.raises(ValueError, match="unknown sampling rng 'mt'; valid: hash, threefry"):
+        with_replacement(10, 2, "mt")
