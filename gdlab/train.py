@@ -291,12 +291,13 @@ def _run_loop(eng, state, config: TrainConfig, mesh, data, eval_data, progress, 
     last_eval = last_save = time.perf_counter()
     late_compile = 0.0  # a guarded chunk compiled mid-run is compile time, not training
     ends = np.cumsum(engine.chunk_lengths(config))
+    t = dev.replicated(mesh, jnp.int32(step))  # the step counter stays on the devices
     with checkpoint.sigterm_flag() as sigterm:
         for length, end in zip(engine.chunk_lengths(config), ends, strict=True):
             if end <= step:
                 continue  # done before the checkpoint this run resumed from
             compiled_before = eng.compile_seconds
-            state = eng.run_chunk(length, state, dev.replicated(mesh, jnp.int32(step)), data)
+            state, t = eng.run_chunk(length, state, t, data)
             late_compile += eng.compile_seconds - compiled_before
             step += length
             bar.update(length)
