@@ -5,4 +5,6 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
 .venv/bin/ruff check gdlab tests experiments scripts
-.venv/bin/python -m pytest "$@"
+# Test files run in parallel processes (pytest-xdist; GDLAB_TEST_WORKERS=0 runs them in
+# this one), each file whole in one worker so its module fixtures are built once.
+.venv/bin/python -m pytest -n "${GDLAB_TEST_WORKERS:-auto}" --dist loadfile "$@"

@@ -1,8 +1,21 @@
-"""Strict JAX settings and 4 simulated CPU devices, set before any backend starts."""
+"""Strict JAX settings and 4 simulated CPU devices, set before any backend starts.
 
+Compiled programs are cached on disk for the session (shared by pytest-xdist workers and
+the subprocesses tests start): `gdlab.train` compiles ahead of time on every call, and
+many tests train the same small programs, so repeats load instead of recompiling.
+"""
+
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # the first process of the session
+    _cache = tempfile.mkdtemp(prefix="gdlab-test-jax-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
 import jax
 import pytest
