@@ -12,7 +12,7 @@ runs for several (batch size, eval interval K) pairs, and the error is reported.
 
 Run:
   python experiments/step_costs.py [--smoke] [--out DIR]     (or: gdlab run step_costs)
-Takes about 4 minutes on a 2-core CPU (smoke: about 15 s). Writes DIR/report.md,
+Takes about 8 minutes on a 2-core CPU (smoke: about 45 s). Writes DIR/report.md,
 DIR/results.json and figures (DIR/*.png), and prints DIR. Timings on a shared machine
 are noisy: read the spreads next to the medians.
 """
@@ -33,6 +33,7 @@ from gdlab.costs import (
     PowerLawFit,
     StepProfile,
     TimeModel,
+    eval_overhead,
     fit_power_law,
     host_overhead,
     relative_error,
@@ -75,10 +76,14 @@ class Config:
     model_runs: tuple[tuple[int, int, int], ...] = (
         (16, 1, 300), (64, 10, 2000), (256, 100, 3000), (1024, 1000, 3000),
         (64, 1000, 10000), (1024, 10, 1000))
-    model_repeats: int = 2
-    model_profile_repeats: int = 15  # more samples: a burst of machine load moves the median less
-    model_reprofile: bool = True  # profile again after the measured runs (drift)
-    calibration_steps: int = 100
+    model_repeats: int = 3  # rounds per row, each a run between two profiles
+    model_profile_repeats: int = 9
+    # Long timed calls, as the runs' chunks are: a short compiled loop pays its start-up
+    # (output buffers, waking the thread pool) on few repetitions.
+    model_min_seconds: float = 0.02
+    calibration_batch: int = 16
+    calibration_steps: int = 300
+    calibration_repeats: int = 3
     tolerance: float = 0.2
     smoke: bool = False
 
@@ -93,8 +98,7 @@ def get_config(smoke: bool = False) -> Config:
                   seed_counts=(1, 8), seeds_batch=16, seeds_width=8, seeds_eval_points=64,
                   seeds_parts=("derivative",), model_seeds=2, model_width=8, model_data=256,
                   model_runs=((16, 4, 40),), model_repeats=1, model_profile_repeats=3,
-                  model_reprofile=False,
-                  calibration_steps=10,
+                  model_min_seconds=5e-4, calibration_steps=10, calibration_repeats=1,
                   smoke=True)
 
 
@@ -189,50 +193,94 @@ def seeds_sweep(config: Config) -> dict[str, np.ndarray]:
             "seconds": np.array(seconds, np.float64)}
 
 
-def time_model_check(config: Config) -> tuple[list[dict], dict[int, StepProfile]]:
-    """Per (B, K, steps), back to back so a drifting machine load hits all alike: profile
-    the parts, calibrate the host loop's per-chunk overhead on a short run of one-step
-    chunks, time real `gdlab.train` runs (compile excluded), profile again; the prediction
-    is the mean of the two profiles' and their difference (the drift) is reported."""
+MODELS = ("parts", "fused")
+
+
+def _per_step(profile: StepProfile, kind: str) -> float:
+    return TimeModel.from_profile(profile, step=kind).step_seconds
+
+
+def calibrate_host(config: Config, train, profile) -> dict[str, dict[str, float]]:
+    """The host's fixed costs, once, on two short runs of one-step chunks at
+    B = calibration_batch: per chunk call (`host_overhead` of the run that never
+    measures the loss) and per measurement beyond the loss call (`eval_overhead`: the
+    training seconds the run measuring after every chunk adds); medians over repeats,
+    for each model kind ("parts", "fused": each subtracts its own step time)."""
+    b, n = config.calibration_batch, config.calibration_steps
+    quiet_cfg = _train_config(config, b, n, eval_every_seconds=1e9, chunk_steps=1)
+    busy_cfg = _train_config(config, b, n, eval_every=1)
+    out = {kind: {"call": [], "eval": []} for kind in MODELS}
+    for _ in range(config.calibration_repeats):
+        prof = profile(b)
+        quiet, busy = train(quiet_cfg).timings, train(busy_cfg).timings
+        for kind in MODELS:
+            out[kind]["call"].append(host_overhead(quiet["train_seconds"], n, n,
+                                                   _per_step(prof, kind)))
+            out[kind]["eval"].append(eval_overhead(busy["train_seconds"],
+                                                   quiet["train_seconds"], n))
+    return {kind: {k: float(np.median(v)) for k, v in d.items()} for kind, d in out.items()}
+
+
+def time_model_check(config: Config) -> tuple[list[dict], dict, dict[int, StepProfile]]:
+    """Predicted against measured wall time of real `gdlab.train` runs.
+
+    The host's fixed costs are calibrated once (`calibrate_host`). Each (B, K, steps) row
+    then runs R rounds, bracketed by R + 1 profiles: profile, run, profile, run, ...,
+    profile. Round r's prediction uses the mean of the profiles just before and after
+    it, so a change in the machine's load hits prediction and measurement alike; the
+    row's error is the median of the rounds' paired errors."""
     problem = _problem(config, config.model_width, config.model_data)
     train = lambda cfg: gdlab.train(problem, cfg, seeds=config.model_seeds,
                                     seed_chunk=config.model_seeds,
                                     devices=jax.devices()[:1], progress=False)
-    profile = lambda b: gdlab.profile_step(
-        problem, _train_config(config, b), seeds=config.model_seeds,
-        repeats=config.model_profile_repeats, min_seconds=config.min_seconds)
+    profilers = {}  # one compile per batch size, measured many times
+
+    def profile(b: int) -> StepProfile:
+        if b not in profilers:
+            profilers[b] = gdlab.StepProfiler(problem, _train_config(config, b),
+                                              seeds=config.model_seeds)
+        return profilers[b].measure(repeats=config.model_profile_repeats,
+                                    min_seconds=config.model_min_seconds)
+    host = calibrate_host(config, train, profile)
+    print("  host costs: " + ", ".join(
+        f"{kind}: {h['call'] * 1e6:.0f} µs per chunk, {h['eval'] * 1e6:.0f} µs per "
+        f"measurement" for kind, h in host.items()))
     out, profiles = [], {}
     for b, k, steps in config.model_runs:
-        before = profile(b)
-        profiles.setdefault(b, before)
-        calib = train(_train_config(config, b, config.calibration_steps,
-                                    eval_every_seconds=1e9, chunk_steps=1))
-        overhead = host_overhead(calib.timings["train_seconds"], config.calibration_steps,
-                                 config.calibration_steps, before.seconds("step"))
         train_config = _train_config(config, b, steps, eval_every=k)
-        measured = [train(train_config).timings for _ in range(config.model_repeats)]
-        after = profile(b) if config.model_reprofile else before
-        wall = float(np.median([m["total_seconds"] for m in measured]))
         chunks = len(engine.chunk_lengths(train_config))
-        pred, drift, parts = {}, {}, []
-        for kind in ("parts", "fused"):
-            models = [TimeModel.from_profile(p, step=kind, call_seconds=overhead)
-                      for p in (before, after)]
-            each = [m.predict_config(train_config) for m in models]
-            pred[kind], drift[kind] = float(np.mean(each)), abs(each[1] / each[0] - 1.0)
-            if kind == "parts":
-                parts = [m.breakdown(steps, chunks + 1, chunks) for m in models]
-        out.append({"batch_size": b, "eval_every": k, "steps": steps, "measured": wall,
-                    "measured_eval": float(np.median([m["eval_seconds"] for m in measured])),
-                    "overhead_per_chunk": overhead, "predicted": pred, "drift": drift,
-                    "error": {kind: relative_error(p, wall) for kind, p in pred.items()},
-                    "breakdown": {key: (parts[0][key] + parts[1][key]) / 2
-                                  for key in parts[0]}})
-        print(f"  B={b} K={k} steps={steps}: measured {wall:.3f} s, predicted "
-              f"{pred['parts']:.3f} s (parts), {pred['fused']:.3f} s (fused step); "
-              f"host overhead {overhead * 1e6:.0f} µs per chunk; profile drift "
-              f"{drift['parts']:.0%}")
-    return out, profiles
+        model = lambda p, kind: TimeModel.from_profile(
+            p, step=kind, call_seconds=host[kind]["call"],
+            eval_overhead_seconds=host[kind]["eval"])
+        profs, measured = [profile(b)], []
+        for _ in range(config.model_repeats):
+            measured.append(train(train_config).timings)
+            profs.append(profile(b))
+        profiles.setdefault(b, profs[0])
+        wall = np.array([m["total_seconds"] for m in measured])
+        pred = {kind: np.array([np.mean([model(p, kind).predict_config(train_config)
+                                         for p in profs[r:r + 2]])
+                                for r in range(len(measured))]) for kind in MODELS}
+        steps_s = np.array([_per_step(p, "parts") for p in profs])
+        parts = [model(p, "parts").breakdown(steps, chunks + 1, chunks) for p in profs]
+        out.append({
+            "batch_size": b, "eval_every": k, "steps": steps,
+            "measured": float(np.median(wall)), "measured_runs": wall.tolist(),
+            "measured_eval": float(np.median([m["eval_seconds"] for m in measured])),
+            "predicted": {kind: float(np.median(v)) for kind, v in pred.items()},
+            "error": {kind: float(np.median(relative_error(v, wall)))
+                      for kind, v in pred.items()},
+            "round_errors": {kind: relative_error(v, wall).tolist()
+                             for kind, v in pred.items()},
+            "run_spread": float(wall.max() / wall.min() - 1.0),
+            "drift": float(steps_s.max() / steps_s.min() - 1.0),
+            "breakdown": {key: float(np.mean([p[key] for p in parts])) for key in parts[0]}})
+        m = out[-1]
+        print(f"  B={b} K={k} steps={steps}: measured {m['measured']:.3f} s, predicted "
+              f"{m['predicted']['parts']:.3f} s (parts, {m['error']['parts']:+.1%}), "
+              f"{m['predicted']['fused']:.3f} s (fused, {m['error']['fused']:+.1%}); runs "
+              f"spread {m['run_spread']:.0%}, profile drift {m['drift']:.0%}")
+    return out, host, profiles
 
 
 def run(config: Config, out=None) -> Path:
@@ -245,18 +293,19 @@ def run(config: Config, out=None) -> Path:
     print("seeds sweep ...")
     seeds = seeds_sweep(config)
     print("time model ...")
-    model, profiles = time_model_check(config)
+    model, host, profiles = time_model_check(config)
     _figures(config, grids, fits, seeds, model, out)
     seconds = time.perf_counter() - start
     listed = lambda d: {k: np.asarray(v).tolist() for k, v in d.items()}
     results = {"grids": {name: listed(g) for name, g in grids.items()},
                "fits": {p: {s: f and f.describe() for s, f in d.items()}
                         for p, d in fits.items()},
-               "seeds": listed(seeds), "time_model": model,
+               "seeds": listed(seeds), "time_model": model, "host_costs": host,
                "model_profiles": {b: p.describe() for b, p in profiles.items()},
                "config": dataclasses.asdict(config), "seconds": seconds}
     write_text(out / "results.json", json.dumps(results, indent=1, default=str))
-    write_text(out / "report.md", _report(config, grids, fits, seeds, model, profiles, seconds))
+    write_text(out / "report.md", _report(config, grids, fits, seeds, model, host, profiles,
+                                            seconds))
     print(f"step_costs study written to {out} ({seconds:.0f} s)")
     return out
 
@@ -324,7 +373,7 @@ def _grid_rows(grid) -> list[list]:
     return rows
 
 
-def _report(config, grids, fits, seeds, model, profiles, seconds) -> str:
+def _report(config, grids, fits, seeds, model, host, profiles, seconds) -> str:
     main, up = grids["main"], grids["update"]
     s = seeds["seeds"]
     per_seed = seeds["seconds"] / s[:, None]
@@ -335,10 +384,11 @@ def _report(config, grids, fits, seeds, model, profiles, seconds) -> str:
              f"({per_seed[0, c] / per_seed[-1, c]:.2g}x at S={int(s[-1])})"
              for c, n in enumerate(config.seeds_parts)]
     model_rows = [[m["batch_size"], m["eval_every"], m["steps"], f"{m['measured']:.3f}",
-                   f"{m['measured_eval']:.3f}", f"{m['predicted']['parts']:.3f}",
-                   f"{m['error']['parts']:+.1%}", f"{m['predicted']['fused']:.3f}",
-                   f"{m['error']['fused']:+.1%}", f"{m['drift']['parts']:.0%}",
-                   f"{m['overhead_per_chunk'] * 1e6:.0f}",
+                   f"{m['run_spread']:.0%}", f"{m['measured_eval']:.3f}",
+                   f"{m['predicted']['parts']:.3f}", f"{m['error']['parts']:+.1%}",
+                   f"{m['predicted']['fused']:.3f}", f"{m['error']['fused']:+.1%}",
+                   " ".join(f"{e:+.0%}" for e in m["round_errors"]["fused"]),
+                   f"{m['drift']:.0%}",
                    " / ".join(f"{v:.3f}" for v in m["breakdown"].values())] for m in model]
     worst = {k: max(abs(m["error"][k]) for m in model) for k in ("parts", "fused")}
     b0 = model[0]["batch_size"]
@@ -386,24 +436,38 @@ def _report(config, grids, fits, seeds, model, profiles, seconds) -> str:
         markdown_table(["S", *(f"{p} µs/seed" for p in config.seeds_parts)], seed_rows),
         "## Time model against real runs",
         "predicted = steps x step + evaluations x (one loss call made right after a step, "
-        "as training makes it: `StepProfile.eval_seconds`) + chunks x (host overhead per "
-        "chunk). 'parts': step = derivative + update + sample; 'fused': the "
-        "profiled fused step. The host overhead per chunk (dispatch plus `gdlab.train`'s "
-        "own loop work, invisible to a profile of compiled parts) is calibrated on a "
-        f"separate {config.calibration_steps}-step run of one-step chunks that measures "
-        "nothing. For each row, back to back: profile, calibrate, the measured runs, "
-        "profile again; the prediction uses the mean of the two profiles, and 'profile "
-        "drift' is how far the two profiles' predictions differ (the machine's load "
-        "changing under the measurement: other processes share this CPU and its caches). "
-        "The measured runs: "
+        "as training makes it: `StepProfile.eval_seconds`, + the host's cost per "
+        "measurement) + chunks x (the host's cost per chunk call). 'fused': step = the "
+        "profiled fused step, the one `gdlab.train`'s chunks run (the model to use); "
+        "'parts': step = derivative + update + sample timed apart, which shows how the "
+        "step divides (at large B their sum falls below the fused step: each part timed "
+        "alone keeps its own inputs in cache). Profiles here time calls of >= "
+        f"{config.model_min_seconds * 1e3:g} ms, as long chunks are: a short compiled loop "
+        "pays its start-up on few repetitions. The host's fixed "
+        "costs, invisible to a profile of compiled parts, are calibrated once, at "
+        f"B={config.calibration_batch}, on {config.calibration_steps}-step runs of one-step "
+        "chunks (`gdlab.costs.host_overhead` on one that never measures the loss; "
+        "`gdlab.costs.eval_overhead`: the training seconds that measuring after every "
+        "step adds to the same chunks, as a chunk started right after a measurement runs "
+        "on caches the measurement evicted; median of "
+        f"{config.calibration_repeats}): "
+        + "; ".join(f"{kind}: {h['call'] * 1e6:.0f} µs per chunk call, {h['eval'] * 1e6:.0f} "
+                    "µs per measurement" for kind, h in host.items()) + ". "
+        f"Each row then runs {config.model_repeats} rounds bracketed by profiles (profile, "
+        "run, profile, run, ..., profile); a round's prediction uses the mean of the "
+        "profiles just before and after its run, so a change in the machine's load (other "
+        "processes share this CPU and its caches) hits prediction and measurement alike; "
+        "the row's error is the median of its rounds' errors. 'runs spread' (max/min - 1 "
+        "of the measured runs) and 'profile drift' (of the profiled step) show how much the "
+        "machine moved during the row. The measured runs: "
         f"{config.model_seeds} seeds of h={config.model_width}, N={config.model_data} "
         "(loss on all of them), one device, one seed chunk; measured = "
-        f"`runs.timings['total_seconds']`, median of {config.model_repeats} runs (compile "
-        f"excluded). Worst |error|: {worst['parts']:.1%} (parts), {worst['fused']:.1%} "
-        f"(fused); target {config.tolerance:.0%}. Figure: `time_model.png`.",
-        markdown_table(["B", "K", "steps", "measured s", "of which measuring s",
+        "`runs.timings['total_seconds']` (compile excluded). Worst |error|: "
+        f"{worst['parts']:.1%} (parts), {worst['fused']:.1%} (fused); target "
+        f"{config.tolerance:.0%}. Figure: `time_model.png`.",
+        markdown_table(["B", "K", "steps", "measured s", "runs spread", "of which measuring s",
                         "predicted (parts) s", "error", "predicted (fused) s", "error",
-                        "profile drift", "overhead µs/chunk",
+                        "round errors (fused)", "profile drift",
                         "train / measure / overhead s (parts)"],
                        model_rows),
         f"### Profile at B={b0} ({config.model_seeds} seeds)",

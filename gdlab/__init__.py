@@ -22,7 +22,14 @@ from gdlab import problems
 from gdlab.batchsize import BatchSweep, ScalingFit, fit_scaling, sweep_batch_size
 from gdlab.checkpoint import Preempted
 from gdlab.config import TrainConfig
-from gdlab.costs import PartCost, StepProfile, TimeModel, fit_power_law, profile_step
+from gdlab.costs import (
+    PartCost,
+    StepProfile,
+    StepProfiler,
+    TimeModel,
+    fit_power_law,
+    profile_step,
+)
 from gdlab.devices import initialize_distributed
 from gdlab.minima import Atlas, Minimum, find_minima
 from gdlab.noise import NoiseScale, NoiseTrace, noise_scale, track_noise_scale
@@ -32,7 +39,8 @@ from gdlab.train import train
 
 __version__ = "0.2.0"
 __all__ = ["Atlas", "BatchSweep", "KnownMinimum", "Minimum", "NoiseScale", "NoiseTrace",
-           "PartCost", "Preempted", "Problem", "Runs", "ScalingFit", "StepProfile", "TimeModel",
+           "PartCost", "Preempted", "Problem", "Runs", "ScalingFit", "StepProfile",
+           "StepProfiler", "TimeModel",
            "TrainConfig", "find_minima", "fit_power_law", "fit_scaling", "initialize_distributed",
            "load_runs",
            "noise_scale", "problems", "profile_step", "sweep_batch_size",

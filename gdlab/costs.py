@@ -191,43 +191,73 @@ def profile_step(problem: Problem, config: TrainConfig, *, seeds: int = 1,
       ...                           gdlab.TrainConfig(batch_size=64, eval_every=100))
       >>> prof.seconds("derivative"), prof.parts["derivative"].flops_per_second
     """
-    spec = _check_profile_inputs(problem, config, seeds, eval_data, eval_points, parts,
-                                 repeats, min_seconds, max_inner)
-    device = jax.devices()[0] if device is None else device
-    if device.platform == "cpu":
-        dev.tune_host_allocator()  # as gdlab.train does, so both see the same allocator
-    inputs = jax.device_put(_inputs(problem, config, seeds, key, spec["eval_data"]), device)
-    fns = part_functions(problem, config)
-    floor = timing.dispatch_floor(max(repeats, 50), device)
-    compiled = {name: compile_part(fns[name], inputs)
-                for name in PARTS if name in parts and name in fns}
-    costs = {name: _profile_part(name, c, repeats, min_seconds, max_inner)
-             for name, c in compiled.items()}
-    after_step = None
-    if "loss" in compiled and "step" in compiled:
-        after_step = float(np.median(_loss_after_step(compiled["step"], compiled["loss"],
-                                                      repeats)))
-    opt = config.optimizer if isinstance(config.optimizer, str) else type(config.optimizer)
-    return StepProfile(problem=problem.name, seeds=seeds, batch_size=spec["batch_size"],
-                       eval_points=spec["eval_points"], num_params=problem.num_params(),
-                       optimizer=str(getattr(opt, "__name__", opt)),
-                       device=f"{device.platform}:{device.id}", floor=floor, parts=costs,
-                       eval_seconds=after_step)
+    _check_timing_settings(repeats, min_seconds, max_inner)  # before anything compiles
+    return StepProfiler(problem, config, seeds=seeds, eval_data=eval_data,
+                        eval_points=eval_points, key=key, parts=parts, device=device
+                        ).measure(repeats=repeats, min_seconds=min_seconds,
+                                  max_inner=max_inner)
 
 
-def _check_profile_inputs(problem, config, seeds, eval_data, eval_points, parts, repeats,
-                          min_seconds, max_inner) -> dict[str, Any]:
+class StepProfiler:
+    """`profile_step` split in two: compile every part once, then `measure()` as often as
+    wanted (each call times every part afresh and returns a new `StepProfile`), e.g. to
+    bracket real runs with profiles without paying the compile each time.
+
+    Args: as `profile_step` (the timing settings go to `measure`).
+
+    Example:
+      >>> profiler = gdlab.StepProfiler(problem, gdlab.TrainConfig(batch_size=64))
+      >>> before, after = profiler.measure(), profiler.measure()
+    """
+
+    def __init__(self, problem: Problem, config: TrainConfig, *, seeds: int = 1,
+                 eval_data: PyTree = None, eval_points: int | None = None, key: int = 0,
+                 parts: Sequence[str] = PARTS, device: jax.Device | None = None):
+        spec = _check_profile_inputs(problem, config, seeds, eval_data, eval_points, parts)
+        self.device = jax.devices()[0] if device is None else device
+        if self.device.platform == "cpu":
+            dev.tune_host_allocator()  # as gdlab.train does, so both see the same allocator
+        inputs = jax.device_put(_inputs(problem, config, seeds, key, spec["eval_data"]),
+                                self.device)
+        fns = part_functions(problem, config)
+        self.compiled = {name: compile_part(fns[name], inputs)
+                         for name in PARTS if name in parts and name in fns}
+        opt = config.optimizer if isinstance(config.optimizer, str) else type(config.optimizer)
+        self._fields = dict(problem=problem.name, seeds=seeds, batch_size=spec["batch_size"],
+                            eval_points=spec["eval_points"], num_params=problem.num_params(),
+                            optimizer=str(getattr(opt, "__name__", opt)),
+                            device=f"{self.device.platform}:{self.device.id}")
+
+    def measure(self, repeats: int = 15, min_seconds: float = 2e-3,
+                max_inner: int = 1 << 20) -> StepProfile:
+        """Time every compiled part (see `profile_step` for the arguments)."""
+        _check_timing_settings(repeats, min_seconds, max_inner)
+        floor = timing.dispatch_floor(max(repeats, 50), self.device)
+        costs = {name: _profile_part(name, c, repeats, min_seconds, max_inner)
+                 for name, c in self.compiled.items()}
+        after_step = None
+        if "loss" in self.compiled and "step" in self.compiled:
+            after_step = float(np.median(_loss_after_step(self.compiled["step"],
+                                                          self.compiled["loss"], repeats)))
+        return StepProfile(**self._fields, floor=floor, parts=costs, eval_seconds=after_step)
+
+
+def _check_timing_settings(repeats, min_seconds, max_inner) -> None:
+    check_positive_int("repeats", repeats)
+    check_positive_int("max_inner", max_inner)
+    if not (isinstance(min_seconds, int | float) and math.isfinite(min_seconds)
+            and min_seconds > 0):
+        raise ValueError(f"min_seconds must be a finite number > 0, got {min_seconds!r}")
+
+
+def _check_profile_inputs(problem, config, seeds, eval_data, eval_points, parts
+                          ) -> dict[str, Any]:
     """Every check, before anything compiles; returns sizes and the evaluation data."""
     if not isinstance(problem, Problem):
         raise ValueError(f"problem must be a gdlab.Problem, got {type(problem).__name__}")
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a gdlab.TrainConfig, got {type(config).__name__}")
     check_positive_int("seeds", seeds)
-    check_positive_int("repeats", repeats)
-    check_positive_int("max_inner", max_inner)
-    if not (isinstance(min_seconds, int | float) and math.isfinite(min_seconds)
-            and min_seconds > 0):
-        raise ValueError(f"min_seconds must be a finite number > 0, got {min_seconds!r}")
     unknown = [p for p in parts if p not in PARTS] if not isinstance(parts, str) else [parts]
     if unknown or not parts:
         raise ValueError(f"parts must be a non-empty sequence of {', '.join(PARTS)}; "
@@ -506,7 +536,7 @@ def fit_power_law(y_M: np.ndarray, *x_M: np.ndarray, names: Sequence[str] | None
 class TimeModel:
     """Wall time of a training run from the cost of its parts:
 
-        seconds = steps * step_seconds + evaluations * eval_seconds
+        seconds = steps * step_seconds + evaluations * (eval_seconds + eval_overhead_seconds)
                   + calls * call_seconds + fixed_seconds
 
     Attributes:
@@ -514,6 +544,9 @@ class TimeModel:
       eval_seconds: one loss measurement on the evaluation data, as a dispatched call.
       call_seconds: fixed cost of each compiled chunk the host calls (dispatch, launch,
         the host loop's own work).
+      eval_overhead_seconds: fixed cost of each measurement beyond the loss call itself
+        (the losses' copy to the host, the records, the next chunk's start on caches the
+        measurement evicted).
       fixed_seconds: once per run.
 
     Example:
@@ -525,10 +558,12 @@ class TimeModel:
     eval_seconds: float
     call_seconds: float = 0.0
     fixed_seconds: float = 0.0
+    eval_overhead_seconds: float = 0.0
 
     @classmethod
     def from_profile(cls, profile: StepProfile, step: str = "parts",
-                     call_seconds: float | None = None) -> TimeModel:
+                     call_seconds: float | None = None,
+                     eval_overhead_seconds: float = 0.0) -> TimeModel:
         """The model of a profile.
 
         Args:
@@ -538,6 +573,8 @@ class TimeModel:
           call_seconds: cost per chunk call; default: the fused step's compiled loop
             called for zero steps (its dispatch floor), which leaves out the host loop's
             own work (see `host_overhead` to measure that on a real run).
+          eval_overhead_seconds: cost per measurement beyond the loss call (see
+            `eval_overhead` to measure it on a real run).
 
         Returns:
           A `TimeModel`; one evaluation costs one dispatched call of the loss made right
@@ -555,7 +592,8 @@ class TimeModel:
             call_seconds = profile.parts["step"].timing.floor
         evaluation = (profile.parts["loss"].call_seconds if profile.eval_seconds is None
                       else profile.eval_seconds)
-        return cls(per_step, evaluation, call_seconds)
+        return cls(per_step, evaluation, call_seconds,
+                   eval_overhead_seconds=eval_overhead_seconds)
 
     def breakdown(self, steps: int, evaluations: int, calls: int) -> dict[str, float]:
         """Predicted seconds of training, measuring the loss, and overhead."""
@@ -564,7 +602,8 @@ class TimeModel:
             timing.check_count(name, value, minimum=0)
         return {"training": steps * self.step_seconds,
                 "measuring": evaluations * self.eval_seconds,
-                "overhead": calls * self.call_seconds + self.fixed_seconds}
+                "overhead": calls * self.call_seconds
+                + evaluations * self.eval_overhead_seconds + self.fixed_seconds}
 
     def predict(self, steps: int, evaluations: int, calls: int) -> float:
         """Predicted wall seconds of a run (compile time excluded)."""
@@ -600,6 +639,29 @@ def host_overhead(train_seconds: float, steps: int, chunks: int,
     """
     timing.check_count("chunks", chunks)
     return max(0.0, (train_seconds - steps * step_seconds) / chunks)
+
+
+def eval_overhead(train_seconds_measuring: float, train_seconds_quiet: float,
+                  measurements: int) -> float:
+    """Seconds per measurement that the training loop loses to measuring the loss.
+
+    A chunk that starts right after a measurement runs slower than one that follows
+    another chunk (the measurement evicted the step's data from the caches and let the
+    thread pool go idle), and the loop copies the losses to the host; a profile of the
+    loss call alone sees none of it. Measure it as the difference between the training
+    seconds (`runs.timings['train_seconds']`, measurements excluded) of two runs with the
+    same chunks, one measuring the loss after every chunk and one never.
+
+    Args:
+      train_seconds_measuring: training seconds of the run that measures after every chunk.
+      train_seconds_quiet: training seconds of the same chunks, never measuring.
+      measurements: chunks that followed a measurement (the chunk count).
+
+    Returns:
+      (train_seconds_measuring - train_seconds_quiet) / measurements, at least 0.
+    """
+    timing.check_count("measurements", measurements)
+    return max(0.0, (train_seconds_measuring - train_seconds_quiet) / measurements)
 
 
 def relative_error(predicted: float, measured: float) -> float:

@@ -49,6 +49,17 @@ def test_profile_returns_every_part_positive(profile):
     assert profile.describe()["parts"]["loss"]["timing"]["spread"] > 0
 
 
+def test_profiler_compiles_once_and_measures_afresh(monkeypatch):
+    profiler = gdlab.StepProfiler(tiny_problem(), cfg(), seeds=2, parts=["derivative", "loss"])
+    monkeypatch.setattr(costs, "compile_part", lambda *a: pytest.fail("compiled again"))
+    first, second = profiler.measure(**FAST), profiler.measure(**FAST)
+    assert list(first.parts) == list(second.parts) == ["derivative", "loss"]
+    assert first.parts["loss"].timing.samples != second.parts["loss"].timing.samples
+    assert first.num_params == second.num_params == tiny_problem().num_params()
+    with pytest.raises(ValueError, match="repeats must be an integer >= 1, got 0"):
+        profiler.measure(repeats=0)
+
+
 def test_profile_subset_of_parts():
     prof = gdlab.profile_step(problems.himmelblau(), cfg(batch_size=None), parts=["update"],
                               **FAST)
@@ -197,6 +208,15 @@ def test_time_model_sums_its_parts():
     # 100 one-step chunks took 0.5 s for steps of 4 ms: 1 ms per chunk beyond the work
     assert costs.host_overhead(0.5, 100, 100, 4e-3) == pytest.approx(1e-3)
     assert costs.host_overhead(0.3, 100, 100, 4e-3) == 0.0
+    # the same 100 chunks took 0.5 s never measuring and 0.7 s measuring after each:
+    # 2 ms per measurement
+    assert costs.eval_overhead(0.7, 0.5, 100) == pytest.approx(2e-3)
+    assert costs.eval_overhead(0.4, 0.5, 100) == 0.0
+    with pytest.raises(ValueError, match="measurements must be an integer >= 1, got 0"):
+        costs.eval_overhead(0.7, 0.5, 0)
+    per_eval = dataclasses.replace(model, eval_overhead_seconds=2e-3)
+    assert per_eval.breakdown(1000, 11, 10)["overhead"] == pytest.approx(0.501 + 11 * 2e-3)
+    assert TimeModel.from_profile(prof, eval_overhead_seconds=3e-3).eval_overhead_seconds == 3e-3
     with pytest.raises(ValueError, match="step must be 'parts' or 'fused', got 'x'"):
         TimeModel.from_profile(prof, step="x")
     with pytest.raises(ValueError, match="needs an eval_every=K schedule"):
