@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import numpy as np
 
 from gdlab.costs import PowerLawFit
@@ -99,6 +100,9 @@ def predicted_vs_measured(measured_R: np.ndarray, predicted_RM: np.ndarray,
     ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi),
            xlabel="measured wall seconds (gdlab.train)", ylabel="predicted seconds",
            title=title)
+    for axis in (ax.xaxis, ax.yaxis):  # plain numbers (6, not 6 x 10^0), minor ticks
+        axis.set_major_formatter(mticker.FormatStrFormatter("%g"))  # labelled if few decades
+        axis.set_minor_formatter(mticker.LogFormatter(labelOnlyBase=False))
     ax.legend(fontsize=8, loc="upper left")
     return fig
 
