@@ -24,10 +24,12 @@ from pathlib import Path
 import numpy as np
 
 import gdlab
-from gdlab import plots, plots_batch, problems
-from gdlab.batchsize import BatchSweep, ScalingFit, sweep_batch_size
-from gdlab.noise import NoiseTrace, track_noise_scale
-from gdlab.report import markdown_table, study_dir, study_main, write_text
+from gdlab import plots, problems
+from gdlab.batch.noise import NoiseTrace, track_noise_scale
+from gdlab.batch.scaling import ScalingFit
+from gdlab.batch.sizes import BatchSweep, sweep_batch_size
+from gdlab.plots import batch as plots_batch
+from gdlab.studies import markdown_table, study_dir, study_main, write_text
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,9 +28,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import gdlab
-from gdlab import plots_costs, problems
-from gdlab.plots import save
-from gdlab.report import markdown_table, study_dir, study_main, write_text
+from gdlab import problems
+from gdlab.plots import costs as plots_costs
+from gdlab.plots.figures import save
+from gdlab.studies import markdown_table, study_dir, study_main, write_text
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,12 +27,12 @@ import numpy as np
 
 import gdlab
 from gdlab import plots, problems
-from gdlab.landscape import barrier_matrix
-from gdlab.minima import find_minima
-from gdlab.report import markdown_table, study_dir, study_main, write_text
+from gdlab._tree import flatten_seeds
+from gdlab.atlas.minima import find_minima
+from gdlab.atlas.symmetry import align_tanh_mlp
+from gdlab.landscape.paths import barrier_matrix
 from gdlab.stats import chao1, wilson_interval
-from gdlab.symmetry import align_tanh_mlp
-from gdlab.tree import flatten_seeds
+from gdlab.studies import markdown_table, study_dir, study_main, write_text
 
 
 @dataclasses.dataclass(frozen=True)

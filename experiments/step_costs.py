@@ -28,18 +28,20 @@ import jax
 import numpy as np
 
 import gdlab
-from gdlab import engine, plots_costs, problems
-from gdlab.costs import (
+from gdlab import problems
+from gdlab.core import engine
+from gdlab.costs.model import (
     PowerLawFit,
-    StepProfile,
     TimeModel,
     eval_overhead,
     fit_power_law,
     host_overhead,
     relative_error,
 )
-from gdlab.plots import save
-from gdlab.report import markdown_table, study_dir, study_main, write_text
+from gdlab.costs.profile import StepProfile
+from gdlab.plots import costs as plots_costs
+from gdlab.plots.figures import save
+from gdlab.studies import markdown_table, study_dir, study_main, write_text
 
 PARTS = ("derivative", "update", "sample", "loss")
 ALL_PARTS = (*PARTS, "step")

@@ -5,43 +5,38 @@ over steps, `jax.vmap` over seeds, sharded over devices) and study where they la
 
 Example:
   >>> import gdlab
-  >>> from gdlab import devices as _devices
-
-_devices.default_cpu_devices()  # before anything starts JAX's backends
-
-from gdlab import problems
-  >>> cfg = gdlab.TrainConfig(optimizer="sgd", learning_rate=1e-2, steps=2000, eval_every=100)
-  >>> runs = gdlab.train(problems.himmelblau(), cfg, seeds=4096, key=0)
+  >>> from gdlab import problems
+  >>> cfg = gdlab.TrainConfig(optimizer="sgd", learning_rate=1e-2, steps=200, eval_every=50)
+  >>> runs = gdlab.train(problems.himmelblau(), cfg, seeds=64, key=0, progress=False)
+  >>> runs.final_loss.shape
+  (64,)
 """
 
-from gdlab import devices as _devices
+from gdlab.core import devices as _devices
 
 _devices.default_cpu_devices()  # before anything starts JAX's backends
 
-from gdlab import problems
-from gdlab.batchsize import BatchSweep, ScalingFit, fit_scaling, sweep_batch_size
-from gdlab.checkpoint import Preempted
+from gdlab import atlas, batch, costs, landscape, problems
+from gdlab._checks import InputError
+from gdlab.atlas import symmetry
+from gdlab.atlas.minima import Atlas, Minimum, find_minima
+from gdlab.batch.noise import NoiseScale, NoiseTrace, noise_scale, track_noise_scale
+from gdlab.batch.scaling import ScalingFit, fit_scaling
+from gdlab.batch.sizes import BatchSweep, sweep_batch_size
 from gdlab.config import TrainConfig
-from gdlab.costs import (
-    PartCost,
-    StepProfile,
-    StepProfiler,
-    TimeModel,
-    fit_power_law,
-    profile_step,
-)
-from gdlab.devices import initialize_distributed
-from gdlab.minima import Atlas, Minimum, find_minima
-from gdlab.noise import NoiseScale, NoiseTrace, noise_scale, track_noise_scale
+from gdlab.core.checkpoint import Preempted
+from gdlab.core.devices import initialize_distributed
+from gdlab.core.runs import Runs, load_runs
+from gdlab.core.train import train
+from gdlab.costs.model import TimeModel, fit_power_law
+from gdlab.costs.profile import PartCost, StepProfile, StepProfiler, profile_step
+from gdlab.landscape import curvature
 from gdlab.problem import KnownMinimum, Problem
-from gdlab.runs import Runs, load_runs
-from gdlab.train import train
 
 __version__ = "0.2.0"
-__all__ = ["Atlas", "BatchSweep", "KnownMinimum", "Minimum", "NoiseScale", "NoiseTrace",
-           "PartCost", "Preempted", "Problem", "Runs", "ScalingFit", "StepProfile",
-           "StepProfiler", "TimeModel",
-           "TrainConfig", "find_minima", "fit_power_law", "fit_scaling", "initialize_distributed",
-           "load_runs",
-           "noise_scale", "problems", "profile_step", "sweep_batch_size",
-           "track_noise_scale", "train"]
+__all__ = ["Atlas", "BatchSweep", "InputError", "KnownMinimum", "Minimum", "NoiseScale",
+           "NoiseTrace", "PartCost", "Preempted", "Problem", "Runs", "ScalingFit",
+           "StepProfile", "StepProfiler", "TimeModel", "TrainConfig", "atlas", "batch", "costs",
+           "curvature", "find_minima", "fit_power_law", "fit_scaling", "initialize_distributed",
+           "landscape", "load_runs", "noise_scale", "problems", "profile_step",
+           "sweep_batch_size", "symmetry", "track_noise_scale", "train"]

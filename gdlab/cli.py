@@ -11,7 +11,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from gdlab.checkpoint import EXIT_PREEMPTED, Preempted
+from gdlab._checks import InputError
+from gdlab.core.checkpoint import EXIT_PREEMPTED, Preempted
 
 EXAMPLES = """\
 examples:
@@ -24,7 +25,6 @@ examples:
   gdlab sweep-batch --problem least_squares --batch-sizes 1,4,16,64,256 --target 0.15 \
       --lr-grid 0.05,0.1,0.2,0.4,0.8 --seeds 16 --noise-scale
   gdlab run convexity --smoke
-  gdlab bench --only W2 --repeats 5
 """
 
 
@@ -38,12 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_profile(sub)
     _add_sweep_batch(sub)
-    bench = sub.add_parser("bench", help="benchmark gdlab against baselines and the matmul peak",
-                           description="Time the standard workloads (W1-W4) with gdlab and "
-                                       "the baselines side by side; print the table with "
-                                       "every speed target marked met or not.")
-    from gdlab.bench import add_arguments
-    add_arguments(bench)
     minima = sub.add_parser("minima", help="map the minima of a saved run (gdlab train --out)",
                             description="Classify every endpoint of a saved run and count the "
                                         "distinct minima: raw, modulo symmetry, as functions.")
@@ -125,7 +119,7 @@ def _add_profile(sub) -> None:
 def cmd_profile(args) -> int:
     import gdlab
     from gdlab import problems
-    from gdlab.costs import StepProfile
+    from gdlab.costs.profile import StepProfile
     problem = problems.get(args.problem)
     config = gdlab.TrainConfig(optimizer=args.optimizer, learning_rate=args.lr,
                                batch_size=args.batch_size, sampling=args.sampling,
@@ -177,10 +171,10 @@ def cmd_train(args) -> int:
     import gdlab
     from gdlab import problems
     if args.distributed:
-        from gdlab.devices import initialize_distributed
+        from gdlab.core.devices import initialize_distributed
         initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     elif (args.coordinator, args.num_processes, args.process_id) != (None, None, None):
-        raise ValueError("--coordinator, --num-processes and --process-id need --distributed")
+        raise InputError("--coordinator, --num-processes and --process-id need --distributed")
     problem = problems.get(args.problem)
     eval_every = args.eval_every
     if eval_every is None and args.eval_every_seconds is None:
@@ -192,7 +186,7 @@ def cmd_train(args) -> int:
     runs = gdlab.train(problem, config, seeds=args.seeds, key=args.key, out=args.out,
                        overwrite=args.overwrite, checkpoint_every=args.checkpoint_every,
                        resume=args.resume)
-    from gdlab.devices import is_main_process
+    from gdlab.core.devices import is_main_process
     if is_main_process():
         print(format_summary(problem.name, runs))
         if args.out:
@@ -305,7 +299,7 @@ def _sweep_noise_line(problem, config, sweep) -> str:
 
     import numpy as np
 
-    from gdlab.noise import track_noise_scale
+    from gdlab.batch.noise import track_noise_scale
     med = sweep.median("steps")[-1, 0]
     if not np.isfinite(med):
         return "noise scale: the largest batch size never reached the target"
@@ -326,7 +320,7 @@ def load_study(name: str):
     path = EXPERIMENTS_DIR / f"{name}.py"
     if not path.exists():
         available = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.py"))
-        raise ValueError(f"unknown study {name!r}; available: {', '.join(available) or 'none'} "
+        raise InputError(f"unknown study {name!r}; available: {', '.join(available) or 'none'} "
                          f"(looked in {EXPERIMENTS_DIR})")
     module_name = f"gdlab_study_{name}"
     spec = importlib.util.spec_from_file_location(module_name, path)
@@ -356,12 +350,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_profile(args)
         if args.command == "sweep-batch":
             return cmd_sweep_batch(args)
-        if args.command == "bench":
-            from gdlab.bench import run_from_args
-            run_from_args(args)
-            return 0
         return cmd_run(args)
-    except ValueError as err:
+    except InputError as err:  # a bad input: its message says what is valid; bugs keep tracebacks
         print(f"gdlab {args.command}: error: {err}", file=sys.stderr)
         return 2
     except Preempted as stop:

@@ -10,6 +10,8 @@ from typing import Any
 
 import optax
 
+from gdlab._checks import InputError
+
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "sgd": lambda lr, c: optax.sgd(lr),
     "momentum": lambda lr, c: optax.sgd(lr, momentum=c.momentum),
@@ -67,9 +69,9 @@ class TrainConfig:
             _check_int("batch_size", self.batch_size, minimum=1,
                        hint="or None for full-batch gradient descent")
         if self.sampling not in SAMPLINGS:
-            raise ValueError(f"unknown sampling {self.sampling!r}; valid: {', '.join(SAMPLINGS)}")
+            raise InputError(f"unknown sampling {self.sampling!r}; valid: {', '.join(SAMPLINGS)}")
         if self.sampling_rng not in SAMPLING_RNGS:
-            raise ValueError(f"unknown sampling_rng {self.sampling_rng!r}; valid: "
+            raise InputError(f"unknown sampling_rng {self.sampling_rng!r}; valid: "
                              f"{', '.join(SAMPLING_RNGS)}")
         _check_schedule(self.eval_every, self.eval_every_seconds)
         _check_int("chunk_steps", self.chunk_steps, minimum=1)
@@ -97,37 +99,37 @@ class TrainConfig:
 def _check_int(name: str, value: Any, minimum: int, hint: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         extra = f" ({hint})" if hint else ""
-        raise ValueError(f"{name} must be an integer >= {minimum}{extra}, got {value!r}")
+        raise InputError(f"{name} must be an integer >= {minimum}{extra}, got {value!r}")
 
 
 def _check_optimizer(optimizer: Any, learning_rate: Any) -> None:
     if isinstance(optimizer, str):
         if optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {optimizer!r}; valid: {', '.join(OPTIMIZERS)} "
+            raise InputError(f"unknown optimizer {optimizer!r}; valid: {', '.join(OPTIMIZERS)} "
                              "or an optax GradientTransformation")
         if learning_rate is None:
-            raise ValueError(f"optimizer {optimizer!r} needs a learning_rate (a positive float "
+            raise InputError(f"optimizer {optimizer!r} needs a learning_rate (a positive float "
                              "or an optax schedule)")
     elif not isinstance(optimizer, optax.GradientTransformation):
-        raise ValueError(f"optimizer must be a name ({', '.join(OPTIMIZERS)}) or an optax "
+        raise InputError(f"optimizer must be a name ({', '.join(OPTIMIZERS)}) or an optax "
                          f"GradientTransformation, got {optimizer!r}")
     if learning_rate is None or callable(learning_rate):
         return
     if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real):
-        raise ValueError(f"learning_rate must be a positive float or an optax schedule, "
+        raise InputError(f"learning_rate must be a positive float or an optax schedule, "
                          f"got {learning_rate!r}")
     if not math.isfinite(learning_rate) or learning_rate <= 0:
-        raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
+        raise InputError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
 
 
 def _check_schedule(every: Any, seconds: Any) -> None:
     if (every is None) == (seconds is None):
         given = "both" if every is not None else "neither"
-        raise ValueError(f"give exactly one evaluation schedule, eval_every=K (steps) or "
+        raise InputError(f"give exactly one evaluation schedule, eval_every=K (steps) or "
                          f"eval_every_seconds=T (seconds); got {given} (eval_every={every!r}, "
                          f"eval_every_seconds={seconds!r})")
     if every is not None:
         _check_int("eval_every", every, minimum=1)
     elif (isinstance(seconds, bool) or not isinstance(seconds, numbers.Real)
           or not math.isfinite(seconds) or seconds <= 0):
-        raise ValueError(f"eval_every_seconds must be a finite number > 0, got {seconds!r}")
+        raise InputError(f"eval_every_seconds must be a finite number > 0, got {seconds!r}")

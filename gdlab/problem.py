@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gdlab._checks import InputError
+
 PyTree = Any
 InitFn = Callable[[jax.Array], PyTree]
 LossFn = Callable[[PyTree, PyTree], jax.Array]
@@ -73,7 +75,7 @@ class Problem:
 
     def __post_init__(self):
         if not callable(self.init) or not callable(self.loss):
-            raise ValueError(f"Problem {self.name!r}: init and loss must be callables")
+            raise InputError(f"Problem {self.name!r}: init and loss must be callables")
         object.__setattr__(self, "known_minima", tuple(self.known_minima))
         if self.data is not None:
             num_data_points(self.data, where=f"Problem {self.name!r} data")
@@ -96,20 +98,20 @@ def num_data_points(data: PyTree, where: str = "data") -> int:
     """The shared leading axis N of every leaf; a clear error if leaves disagree."""
     leaves = jax.tree.leaves_with_path(data)
     if not leaves:
-        raise ValueError(f"{where}: no arrays found; pass data=None for a data-free problem")
+        raise InputError(f"{where}: no arrays found; pass data=None for a data-free problem")
     sizes = {}
     for path, leaf in leaves:
         shape = np.shape(leaf)
         if len(shape) == 0:
-            raise ValueError(f"{where}: leaf {jax.tree_util.keystr(path)} is a scalar; "
+            raise InputError(f"{where}: leaf {jax.tree_util.keystr(path)} is a scalar; "
                              "every data leaf needs a leading axis N")
         sizes[jax.tree_util.keystr(path)] = shape[0]
     if len(set(sizes.values())) != 1:
-        raise ValueError(f"{where}: leaves have different leading axes {sizes}; "
+        raise InputError(f"{where}: leaves have different leading axes {sizes}; "
                          "every data leaf must share the same leading axis N")
     n = next(iter(sizes.values()))
     if n == 0:
-        raise ValueError(f"{where}: N = 0 data points; need at least one")
+        raise InputError(f"{where}: N = 0 data points; need at least one")
     return int(n)
 
 
@@ -119,7 +121,7 @@ def check_loss_is_scalar(problem: Problem, batch_size: int | None,
     params = problem.params_shape()
     for leaf in jax.tree.leaves(params):
         if not jnp.issubdtype(leaf.dtype, jnp.floating):
-            raise ValueError(f"Problem {problem.name!r}: init returned a {leaf.dtype} leaf; "
+            raise InputError(f"Problem {problem.name!r}: init returned a {leaf.dtype} leaf; "
                              "params must be floating point")
     batches = [("training batch", _abstract_batch(problem.data, batch_size))]
     if eval_data is not None:
@@ -128,7 +130,7 @@ def check_loss_is_scalar(problem: Problem, batch_size: int | None,
         out = jax.eval_shape(problem.loss, params, batch)
         shape = getattr(out, "shape", None)
         if shape != ():
-            raise ValueError(f"Problem {problem.name!r}: loss on the {what} returned shape "
+            raise InputError(f"Problem {problem.name!r}: loss on the {what} returned shape "
                              f"{shape}; it must return a scalar (the mean over the batch)")
 
 

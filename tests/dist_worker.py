@@ -11,7 +11,7 @@ def main() -> None:
     os.environ["JAX_PLATFORMS"] = "cpu"
     import jax
     jax.config.update("jax_num_cpu_devices", 2)
-    from gdlab.devices import initialize_distributed
+    from gdlab.core.devices import initialize_distributed
     port, process_id, out = sys.argv[1:4]
     initialize_distributed(f"127.0.0.1:{port}", 2, int(process_id), initialization_timeout=60)
     import gdlab

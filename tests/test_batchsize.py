@@ -6,8 +6,10 @@ import optax
 import pytest
 
 import gdlab
-from gdlab import batchsize, cli, problems
-from gdlab.batchsize import eval_schedule, fit_scaling, median_ci, sweep_batch_size
+from gdlab import cli, problems
+from gdlab.batch import sizes as batchsize
+from gdlab.batch.scaling import fit_scaling, median_ci
+from gdlab.batch.sizes import eval_schedule, sweep_batch_size
 
 
 def ls(n=128, d=4):

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from gdlab import bench, workloads
+from benchmarks import bench, workloads
 
 
 def test_tiny_bench_writes_report_and_json(tmp_path, capsys):

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import gdlab
-from gdlab import checkpoint, problems
+from gdlab import problems
+from gdlab.core import checkpoint
 
 STEPS = 6000
 ARGS = ["train", "--problem", "teacher_student", "--seeds", "8", "--steps", str(STEPS),

@@ -8,8 +8,12 @@ import numpy as np
 import pytest
 
 import gdlab
-from gdlab import cli, costs, engine, problems, timing
-from gdlab.costs import PowerLawFit, StepProfile, TimeModel, fit_power_law
+from gdlab import cli, costs, problems
+from gdlab.core import engine
+from gdlab.costs import profile as costs_profile
+from gdlab.costs import timing
+from gdlab.costs.model import PowerLawFit, TimeModel, fit_power_law
+from gdlab.costs.profile import StepProfile
 
 
 def tiny_problem(n=64):
@@ -51,7 +55,7 @@ def test_profile_returns_every_part_positive(profile):
 
 def test_profiler_compiles_once_and_measures_afresh(monkeypatch):
     profiler = gdlab.StepProfiler(tiny_problem(), cfg(), seeds=2, parts=["derivative", "loss"])
-    monkeypatch.setattr(costs, "compile_part", lambda *a: pytest.fail("compiled again"))
+    monkeypatch.setattr(costs_profile, "compile_part", lambda *a: pytest.fail("compiled again"))
     first, second = profiler.measure(**FAST), profiler.measure(**FAST)
     assert list(first.parts) == list(second.parts) == ["derivative", "loss"]
     assert first.parts["loss"].timing.samples != second.parts["loss"].timing.samples
@@ -72,9 +76,10 @@ def test_profile_subset_of_parts():
 def compiled():
     """Every part of the tiny problem, compiled once (loop and single call)."""
     problem, config = tiny_problem(), cfg()
-    inputs = costs._inputs(problem, config, 3, 0, problem.data)
+    inputs = costs_profile._inputs(problem, config, 3, 0, problem.data)
     parts = costs.part_functions(problem, config)
-    return problem, config, inputs, {n: costs.compile_part(p, inputs) for n, p in parts.items()}
+    compiled = {n: costs_profile.compile_part(p, inputs) for n, p in parts.items()}
+    return problem, config, inputs, compiled
 
 
 def run_loop(c, num):
@@ -135,7 +140,7 @@ def test_xla_flops_grow_linearly_with_batch_and_eval_points():
         config = cfg(batch_size=b, optimizer="sgd")
         parts = costs.part_functions(problem, config)
         eval_data = {k: v[:b] for k, v in problem.data.items()}
-        inputs = costs._inputs(problem, config, 2, 0, eval_data)
+        inputs = costs_profile._inputs(problem, config, 2, 0, eval_data)
         for name in ("derivative", "update", "loss"):
             part = parts[name]
             compiled = jax.jit(part.single).lower(inputs[part.carry], inputs[part.needs],
@@ -261,8 +266,8 @@ def test_dispatch_floor_is_positive():
 def test_profile_bad_input_errors_before_compiling(monkeypatch, kwargs, message):
     def no_compile(*args, **kw):
         raise AssertionError("compiled before checking the input")
-    monkeypatch.setattr(costs, "_inputs", no_compile)
-    monkeypatch.setattr(costs, "compile_part", no_compile)
+    monkeypatch.setattr(costs_profile, "_inputs", no_compile)
+    monkeypatch.setattr(costs_profile, "compile_part", no_compile)
     monkeypatch.setattr(timing, "dispatch_floor", no_compile)
     kwargs = {"config": cfg(), **kwargs}
     with pytest.raises(ValueError, match=message):

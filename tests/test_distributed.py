@@ -78,7 +78,7 @@ def _device_count(env: dict) -> tuple[int, str]:
 
 
 def test_gdlab_gives_jax_one_cpu_device_per_core_unless_told_otherwise():
-    from gdlab.devices import usable_cores
+    from gdlab.core.devices import usable_cores
     assert _device_count({})[0] == usable_cores()
     assert _device_count({"GDLAB_CPU_DEVICES": "3"})[0] == 3
     assert _device_count({"JAX_NUM_CPU_DEVICES": "5"})[0] == 5  # JAX's own setting wins

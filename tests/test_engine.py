@@ -5,9 +5,10 @@ import optax
 import pytest
 
 import gdlab
-from gdlab import engine, problems
-from gdlab.minima import match_known_minima
-from gdlab.tree import flatten_seeds
+from gdlab import problems
+from gdlab._tree import flatten_seeds
+from gdlab.atlas.minima import match_known_minima
+from gdlab.core import engine
 
 
 def cfg(**kw):

@@ -6,13 +6,13 @@ import pytest
 
 import gdlab
 from gdlab import problems
-from gdlab.cluster import cluster_points, join_partitions
-from gdlab.curvature import exact_extremes, lanczos_extremes
-from gdlab.landscape import connected_groups
-from gdlab.minima import find_minima
+from gdlab._tree import flatten_one, flatten_seeds
+from gdlab.atlas.cluster import cluster_points, join_partitions
+from gdlab.atlas.minima import find_minima
+from gdlab.atlas.symmetry import align_tanh_mlp, tanh_mlp_canonical
+from gdlab.landscape.curvature import exact_extremes, lanczos_extremes
+from gdlab.landscape.paths import connected_groups
 from gdlab.stats import chao1, wilson_interval
-from gdlab.symmetry import align_tanh_mlp, tanh_mlp_canonical
-from gdlab.tree import flatten_one, flatten_seeds
 
 
 def train(problem, lr, steps, seeds):
@@ -191,7 +191,7 @@ def test_flatten_seeds_matches_flatten_one():
 
 
 def test_barrier_of_double_well_and_of_aligned_permuted_network():
-    from gdlab.landscape import barrier_matrix
+    from gdlab.landscape.paths import barrier_matrix
     well = gdlab.Problem(name="well", init=lambda k: jnp.zeros(1),
                          loss=lambda x, b: jnp.sum((x ** 2 - 1) ** 2))
     m = barrier_matrix(well, [jnp.array([-1.0]), jnp.array([1.0])], num_points=25)
@@ -267,7 +267,7 @@ def test_bad_barrier_tolerance_raises():
 
 
 def test_label_colours_are_distinct_per_minimum_and_grey_for_none():
-    from gdlab.plots import label_colours
+    from gdlab.plots.figures import label_colours
     colours = label_colours(np.array([-1, *range(18)]))
     assert tuple(colours[0]) == matplotlib.colors.to_rgba("lightgrey")
     assert len({tuple(c) for c in colours}) == 19

@@ -9,7 +9,7 @@ import pytest
 
 import gdlab
 from gdlab import problems
-from gdlab.noise import NoiseScale, noise_scale, track_noise_scale
+from gdlab.batch.noise import NoiseScale, noise_scale, track_noise_scale
 
 THETA = np.r_[np.linspace(-0.5, 0.5, 6), 0.2]  # w (D=6) then b
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import gdlab
-from gdlab import problems, store
+from gdlab import problems
+from gdlab.core import store
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def test_refuses_to_overwrite_a_saved_run(ts_runs, tmp_path):
 
 def test_train_checks_out_dir_before_compiling(ts_runs, tmp_path, monkeypatch):
     ts_runs.save(tmp_path)
-    from gdlab import engine
+    from gdlab.core import engine
     monkeypatch.setattr(engine, "compile_engine", lambda *a, **k: pytest.fail("compiled"))
     config = gdlab.TrainConfig(learning_rate=0.1, steps=3, eval_every=3)
     with pytest.raises(ValueError, match="already holds a run"):
@@ -136,7 +137,7 @@ def test_bad_seed_groups_are_rejected(kwargs, match):
 
 
 def test_state_memory_estimate_counts_params_and_optimizer_state():
-    from gdlab.engine import state_bytes_per_seed
+    from gdlab.core.engine import state_bytes_per_seed
     sgd = gdlab.TrainConfig(learning_rate=0.1, steps=1, eval_every=1)
     adam = gdlab.TrainConfig(optimizer="adam", learning_rate=0.1, steps=1, eval_every=1)
     p = problems.quadratic()
@@ -150,11 +151,11 @@ def test_host_allocator_tuning_is_applied_once_and_can_be_switched_off():
     import subprocess
     import sys
 
-    from gdlab import devices
+    from gdlab.core import devices
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt tuning applies to glibc only")
     assert devices.tune_host_allocator() is True and devices.tune_host_allocator() is True
-    code = "from gdlab import devices; print(devices.tune_host_allocator())"
+    code = "from gdlab.core import devices; print(devices.tune_host_allocator())"
     env = {**os.environ, "GDLAB_MALLOC_TUNING": "0", "JAX_PLATFORMS": "cpu"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=120)

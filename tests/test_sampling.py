@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from gdlab.sampling import epoch_shuffle, make_sampler, with_replacement
+from gdlab.core.sampling import epoch_shuffle, make_sampler, with_replacement
 
 
 def draws(sampler, steps, key=0):

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 import gdlab
-from gdlab import checkpoint, problems
+from gdlab import problems
+from gdlab.core import checkpoint
 
 SLURM = Path(__file__).resolve().parent.parent / "scripts" / "slurm"
 

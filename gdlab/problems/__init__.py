@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 
+from gdlab._checks import InputError
 from gdlab.problem import Problem
 from gdlab.problems.convex import least_squares, logistic_regression, quadratic
 from gdlab.problems.neural import MLP, from_flax, teacher_student, two_spirals
@@ -35,7 +36,7 @@ BUILTINS: dict[str, Callable[[], Problem]] = {
 def get(name: str) -> Problem:
     """The built-in problem called `name`, with its default settings."""
     if name not in BUILTINS:
-        raise ValueError(f"unknown problem {name!r}; built-ins are: {', '.join(BUILTINS)}")
+        raise InputError(f"unknown problem {name!r}; built-ins are: {', '.join(BUILTINS)}")
     return BUILTINS[name]()
 
 
@@ -43,7 +44,7 @@ def from_spec(spec: dict) -> Problem:
     """Rebuild a built-in problem from its `Problem.spec` (as saved in a run's manifest)."""
     factories = {f.__name__: f for f in BUILTINS.values()}
     if not isinstance(spec, dict) or spec.get("factory") not in factories:
-        raise ValueError(f"cannot rebuild a problem from spec {spec!r}; runs of user-defined "
+        raise InputError(f"cannot rebuild a problem from spec {spec!r}; runs of user-defined "
                          "problems must be analysed from Python with their Problem")
     return factories[spec["factory"]](**spec.get("kwargs", {}))
 

@@ -6,13 +6,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gdlab._checks import InputError
 from gdlab.problem import KnownMinimum, Problem, builtin
 
 
 def _check_positive(**sizes) -> None:
     for name, value in sizes.items():
         if int(value) != value or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise InputError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _gaussian_design(n: int, d: int, seed: int) -> tuple[np.ndarray, np.random.Generator]:
@@ -38,7 +39,7 @@ def least_squares(n: int = 256, d: int = 8, noise: float = 0.1, key: int = 0) ->
     """
     _check_positive(n=n, d=d)
     if noise < 0:
-        raise ValueError(f"noise must be >= 0, got {noise!r}")
+        raise InputError(f"noise must be >= 0, got {noise!r}")
     x, rng = _gaussian_design(n, d, key)
     w_true = rng.standard_normal(d)
     y = x @ w_true + 0.5 + noise * rng.standard_normal(n)
@@ -87,7 +88,7 @@ def logistic_regression(n: int = 512, d: int = 4, l2: float = 1e-2, key: int = 0
     """
     _check_positive(n=n, d=d)
     if not l2 > 0:
-        raise ValueError(f"l2 must be > 0 (it makes the problem strictly convex), got {l2!r}")
+        raise InputError(f"l2 must be > 0 (it makes the problem strictly convex), got {l2!r}")
     x, rng = _gaussian_design(n, d, key)
     w_true = 2.0 * rng.standard_normal(d) / np.sqrt(d)
     t = (rng.random(n) < 1 / (1 + np.exp(-(x @ w_true)))).astype(np.float64)
@@ -121,7 +122,7 @@ def quadratic(dim: int = 2, condition_number: float = 10.0, key: int = 0) -> Pro
     """
     _check_positive(dim=dim)
     if not condition_number >= 1:
-        raise ValueError(f"condition_number must be >= 1, got {condition_number!r}")
+        raise InputError(f"condition_number must be >= 1, got {condition_number!r}")
     rng = np.random.default_rng(key)
     q, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
     eig = np.geomspace(1.0, condition_number, dim)

@@ -11,8 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gdlab._checks import InputError
+from gdlab.atlas.symmetry import tanh_mlp_canonical
 from gdlab.problem import Problem, builtin, num_data_points
-from gdlab.symmetry import tanh_mlp_canonical
 
 
 class MLP(nn.Module):
@@ -53,7 +54,7 @@ def from_flax(module: nn.Module, x: jax.typing.ArrayLike, y: jax.typing.ArrayLik
     variables = jax.eval_shape(module.init, jax.random.key(0), example_x)
     extra = sorted(set(variables) - {"params"})
     if extra:
-        raise ValueError(f"from_flax({name!r}): module has collections {extra} besides "
+        raise InputError(f"from_flax({name!r}): module has collections {extra} besides "
                          "'params'; only stateless modules (params only) are supported")
 
     def init(key):
@@ -93,7 +94,7 @@ def teacher_student(d_in: int = 8, hidden: int = 64, n: int = 4096, noise: float
     """
     for label, value in (("d_in", d_in), ("hidden", hidden), ("n", n)):
         if int(value) != value or value <= 0:
-            raise ValueError(f"{label} must be a positive integer, got {value!r}")
+            raise InputError(f"{label} must be a positive integer, got {value!r}")
     teacher_hidden = hidden if teacher_hidden is None else teacher_hidden
     kx, kt, kb, kn = jax.random.split(jax.random.key(key), 4)
     x = jax.random.normal(kx, (n, d_in))
@@ -120,7 +121,7 @@ def two_spirals(n: int = 512, hidden: Sequence[int] = (32, 32), noise: float = 0
       key: integer seed of the data.
     """
     if int(n) != n or n < 2:
-        raise ValueError(f"n must be an integer >= 2, got {n!r}")
+        raise InputError(f"n must be an integer >= 2, got {n!r}")
     rng = np.random.default_rng(key)
     labels = (np.arange(n) >= n // 2).astype(np.int32)
     t = np.sqrt(rng.random(n)) * 3 * np.pi

@@ -14,9 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from gdlab import checkpoint, store
-from gdlab.report import markdown_table, write_text
-from gdlab.runs import load_runs
+from gdlab.core import checkpoint, store
+from gdlab.core.runs import load_runs
+from gdlab.studies import markdown_table, write_text
 
 HEADER = ["run", "problem", "optimizer", "lr", "batch", "steps", "seeds", "diverged",
           "final loss median", "final loss min", "train s", "seed-steps/s"]

@@ -1,0 +1,46 @@
+"""Helpers for studies: run directory naming and markdown tables."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+from pathlib import Path
+
+from gdlab._checks import InputError
+from gdlab.core import store
+
+
+def study_dir(name: str, out: str | os.PathLike | None, overwrite: bool = False) -> Path:
+    """The study's run directory: `out`, or runs/NAME-<UTC timestamp>; refuses to clobber."""
+    if out is None:
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{name}-{stamp}"
+    path = Path(out)
+    if (path / "report.md").exists() and not overwrite:
+        raise InputError(f"output directory {str(path)!r} already holds a study report; "
+                         "choose a new directory")
+    store.check_writable(path, overwrite)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A GitHub-flavoured markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a text file atomically."""
+    store.atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def study_main(name: str, doc: str, get_config, run, argv: list[str] | None = None) -> None:
+    """The command line every study shares: `python experiments/NAME.py [--smoke] [--out DIR]`."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny version, runs in seconds")
+    parser.add_argument("--out", help=f"run directory (default runs/{name}-<timestamp>)")
+    args = parser.parse_args(argv)
+    run(get_config(smoke=args.smoke), out=args.out)
