@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -56,6 +56,11 @@ class Problem:
       description: one line for `gdlab problems` and reports.
       spec: how a built-in was made (`{"factory": ..., "kwargs": ...}`), so a saved run
         can rebuild its problem; None for user problems.
+      metrics: `{name: fn(params, batch) -> scalar}` measured beside the loss at every
+        evaluation, on the training data and on `test_data` (e.g. accuracy); each is a
+        mean over the batch, like the loss.
+      test_data: held-out data (same leaves as `data`, its own N), measured at every
+        evaluation but never trained on.
 
     Example:
       >>> p = Problem(name="bowl", init=lambda k: jax.random.normal(k, (2,)),
@@ -72,6 +77,9 @@ class Problem:
     predict: Callable[[PyTree, PyTree], jax.Array] | None = None
     description: str = ""
     spec: dict | None = None
+    metrics: Mapping[str, Callable[[PyTree, PyTree], jax.Array]] = dataclasses.field(
+        default_factory=dict)
+    test_data: PyTree = None
 
     def __post_init__(self):
         if not callable(self.init) or not callable(self.loss):
@@ -79,6 +87,16 @@ class Problem:
         object.__setattr__(self, "known_minima", tuple(self.known_minima))
         if self.data is not None:
             num_data_points(self.data, where=f"Problem {self.name!r} data")
+        object.__setattr__(self, "metrics", dict(self.metrics or {}))
+        for name, fn in self.metrics.items():
+            if not isinstance(name, str) or not name or "/" in name or not callable(fn):
+                raise InputError(f"Problem {self.name!r}: metrics must map names (non-empty, "
+                                 f"no '/') to callables fn(params, batch) -> scalar; got "
+                                 f"{name!r}: {fn!r}")
+        if self.test_data is not None:
+            if self.data is None:
+                raise InputError(f"Problem {self.name!r}: test_data given but no training data")
+            num_data_points(self.test_data, where=f"Problem {self.name!r} test_data")
 
     @property
     def num_data(self) -> int | None:
