@@ -309,7 +309,7 @@ def format_report(res: dict) -> str:
         lines.append(report.markdown_table(header, rows))
         gd = next(iter(res["workloads"].values()))["sides"].get("gdlab", {}).get("info", {})
         lines.append(f"\ngdlab ran on {gd.get('devices')} {gd.get('platform')} device(s), "
-                     f"seed chunk {gd.get('seed_chunk')} (first workload).\n")
+                     f"seed block {gd.get('seed_block')} (first workload).\n")
     if "W4" in res:
         extra = lambda r: {k: r[k] - 1 for k in ("median", "min", "max")}
         w4 = [[n.removeprefix("W4-"), _span(s["seconds"]),
@@ -332,7 +332,7 @@ def format_report(res: dict) -> str:
                                                  for k, s in res["scale"].items()])]
     if res.get("limits"):
         lines += ["\n## What bounds the MLP workloads' FLOP/s (one device)\n",
-                  "The fused training step of one seed chunk profiled alone "
+                  "The fused training step of one seed block profiled alone "
                   "(`gdlab.profile_step`): the share of its parts, its FLOP/s by the 6 x B x P "
                   "count and by XLA's own count, and the best XLA reaches on the step's two "
                   "large matmul shapes alone (x @ W1 and x^T @ dZ, batched over the same "

@@ -23,7 +23,7 @@ def gdlab_runner(w: Workload) -> tuple[Callable[[], dict], dict]:
     import gdlab
     problem, config = problem_of(w), w.config()
     probe = gdlab.train(problem, config, seeds=w.seeds, progress=False)  # warm the allocator
-    info = {"devices": len(probe.manifest["devices"]), "seed_chunk": probe.manifest["seed_chunk"],
+    info = {"devices": len(probe.manifest["devices"]), "seed_block": probe.manifest["seed_block"],
             "platform": probe.manifest["devices"][0].split(":")[0]}
 
     def run() -> dict:

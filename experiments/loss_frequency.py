@@ -74,7 +74,7 @@ def _train(problem, config: Config, schedule: Schedule) -> gdlab.Runs:
                             eval_every=schedule.eval_every,
                             eval_every_seconds=schedule.eval_every_seconds)
     return gdlab.train(problem, cfg, seeds=config.seeds, key=0, devices=jax.devices()[:1],
-                       seed_chunk=config.seeds, progress=False)
+                       seed_block=config.seeds, progress=False)
 
 
 def time_schedules(problem, config: Config) -> tuple[dict[str, list[gdlab.Runs]], Schedule]:

@@ -233,7 +233,7 @@ def time_model_check(config: Config) -> tuple[list[dict], dict, dict[int, StepPr
     row's error is the median of the rounds' paired errors."""
     problem = _problem(config, config.model_width, config.model_data)
     train = lambda cfg: gdlab.train(problem, cfg, seeds=config.model_seeds,
-                                    seed_chunk=config.model_seeds,
+                                    seed_block=config.model_seeds,
                                     devices=jax.devices()[:1], progress=False)
     profilers = {}  # one compile per batch size, measured many times
 
@@ -463,7 +463,7 @@ def _report(config, grids, fits, seeds, model, host, profiles, seconds) -> str:
         "of the measured runs) and 'profile drift' (of the profiled step) show how much the "
         "machine moved during the row. The measured runs: "
         f"{config.model_seeds} seeds of h={config.model_width}, N={config.model_data} "
-        "(loss on all of them), one device, one seed chunk; measured = "
+        "(loss on all of them), one device, one seed block; measured = "
         "`runs.timings['total_seconds']` (compile excluded). Worst |error|: "
         f"{worst['parts']:.1%} (parts), {worst['fused']:.1%} (fused); target "
         f"{config.tolerance:.0%}. Figure: `time_model.png`.",

@@ -3,23 +3,49 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
-import numbers
 from collections.abc import Callable
 from typing import Any
 
 import optax
 
-from gdlab._checks import InputError
+from gdlab._checks import (
+    InputError,
+    check_choice,
+    check_int,
+    check_optional_int,
+    check_positive,
+    check_real,
+    is_real,
+)
 
-OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
-    "sgd": lambda lr, c: optax.sgd(lr),
-    "momentum": lambda lr, c: optax.sgd(lr, momentum=c.momentum),
-    "nesterov": lambda lr, c: optax.sgd(lr, momentum=c.momentum, nesterov=True),
-    "adam": lambda lr, c: optax.adam(lr),
-    "adamw": lambda lr, c: optax.adamw(lr, weight_decay=c.weight_decay),
-    "rmsprop": lambda lr, c: optax.rmsprop(lr),
+# The hyperparameters of each named optimizer that enter the compiled program as inputs
+# (`optax.inject_hyperparams`): a new value reuses the program, and seeds trained together
+# may each have their own (`gdlab.sweep`). The optimizers' other settings are constants.
+SWEPT: dict[str, tuple[str, ...]] = {
+    "sgd": ("learning_rate",),
+    "momentum": ("learning_rate", "momentum"),
+    "nesterov": ("learning_rate", "momentum"),
+    "adam": ("learning_rate",),
+    "adamw": ("learning_rate", "weight_decay"),
+    "rmsprop": ("learning_rate",),
 }
+_FACTORIES: dict[str, tuple[Callable[..., optax.GradientTransformation], dict[str, Any]]] = {
+    "sgd": (optax.sgd, {}), "momentum": (optax.sgd, {}),
+    "nesterov": (optax.sgd, {"nesterov": True}),
+    "adam": (optax.adam, {}), "adamw": (optax.adamw, {}), "rmsprop": (optax.rmsprop, {}),
+}
+OPTIMIZERS = tuple(SWEPT)
+
+
+def named_optimizer(name: str, **hyperparams: Any) -> optax.GradientTransformation:
+    """The optax optimizer `name` with its `SWEPT` hyperparameters injected (state-held)."""
+    factory, fixed = _FACTORIES[name]
+    static = tuple(k for k in inspect.signature(factory).parameters if k not in SWEPT[name])
+    return optax.inject_hyperparams(factory, static_args=static)(**fixed, **hyperparams)
+
+
 SAMPLINGS = ("with_replacement", "epoch")
 SAMPLING_RNGS = ("hash", "threefry")
 
@@ -39,7 +65,8 @@ class TrainConfig:
       sampling_rng: how "with_replacement" draws indices: "hash" (default; a 32-bit hash
         of the step and batch position keyed per seed, ~30x cheaper on CPU) or
         "threefry" (`jax.random.randint`, the generator of gdlab 0.1).
-      eval_every: evaluate the loss every K steps (give this or eval_every_seconds).
+      eval_every: evaluate the loss every K steps (give this or eval_every_seconds; when
+        neither is given, every steps // 10 steps).
       eval_every_seconds: evaluate the loss every T seconds of wall time.
       chunk_steps: steps per compiled chunk between host clock checks when evaluating
         by time (default 100); ignored for eval_every.
@@ -64,27 +91,46 @@ class TrainConfig:
 
     def __post_init__(self):
         _check_optimizer(self.optimizer, self.learning_rate)
-        _check_int("steps", self.steps, minimum=1)
-        if self.batch_size is not None:
-            _check_int("batch_size", self.batch_size, minimum=1,
-                       hint="or None for full-batch gradient descent")
-        if self.sampling not in SAMPLINGS:
-            raise InputError(f"unknown sampling {self.sampling!r}; valid: {', '.join(SAMPLINGS)}")
-        if self.sampling_rng not in SAMPLING_RNGS:
-            raise InputError(f"unknown sampling_rng {self.sampling_rng!r}; valid: "
-                             f"{', '.join(SAMPLING_RNGS)}")
+        if is_real(self.learning_rate):  # 0-d NumPy / JAX numbers become plain floats
+            object.__setattr__(self, "learning_rate", float(self.learning_rate))
+        object.__setattr__(self, "steps", check_int("steps", self.steps, minimum=1))
+        object.__setattr__(self, "batch_size", check_optional_int(
+            "batch_size", self.batch_size, minimum=1,
+            hint="or None for full-batch gradient descent"))
+        check_choice("sampling", self.sampling, SAMPLINGS)
+        check_choice("sampling_rng", self.sampling_rng, SAMPLING_RNGS)
+        if self.eval_every is None and self.eval_every_seconds is None:
+            object.__setattr__(self, "eval_every", max(1, self.steps // 10))
         _check_schedule(self.eval_every, self.eval_every_seconds)
-        _check_int("chunk_steps", self.chunk_steps, minimum=1)
+        object.__setattr__(self, "chunk_steps", check_int("chunk_steps", self.chunk_steps,
+                                                          minimum=1))
+        for name in ("momentum", "weight_decay"):
+            object.__setattr__(self, name, check_real(name, getattr(self, name), 0.0,
+                                                      1.0 if name == "momentum" else math.inf,
+                                                      open_high=name == "momentum"))
 
     @property
     def eval_by_time(self) -> bool:
         return self.eval_every_seconds is not None
 
     def make_optimizer(self) -> optax.GradientTransformation:
-        """The optax transformation this config describes."""
+        """The optax transformation this config describes (named optimizers with their
+        `SWEPT` hyperparameters held in the optimizer state, as inputs)."""
         if isinstance(self.optimizer, str):
-            return OPTIMIZERS[self.optimizer](self.learning_rate, self)
+            values = {"learning_rate": self.learning_rate, "momentum": self.momentum,
+                      "weight_decay": self.weight_decay}
+            return named_optimizer(self.optimizer, **{k: values[k]
+                                                      for k in SWEPT[self.optimizer]})
         return self.optimizer
+
+    def hyperparams(self) -> dict[str, float]:
+        """The hyperparameters that are inputs of the compiled program, with their values
+        (none for an optax transformation; a schedule's rate is not one)."""
+        if not isinstance(self.optimizer, str):
+            return {}
+        values = {"learning_rate": self.learning_rate, "momentum": self.momentum,
+                  "weight_decay": self.weight_decay}
+        return {k: float(values[k]) for k in SWEPT[self.optimizer] if not callable(values[k])}
 
     def describe(self) -> dict[str, Any]:
         """JSON-friendly summary (for manifests and reports)."""
@@ -94,12 +140,6 @@ class TrainConfig:
         if callable(self.learning_rate):
             out["learning_rate"] = f"schedule {getattr(self.learning_rate, '__name__', '')}"
         return out
-
-
-def _check_int(name: str, value: Any, minimum: int, hint: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        extra = f" ({hint})" if hint else ""
-        raise InputError(f"{name} must be an integer >= {minimum}{extra}, got {value!r}")
 
 
 def _check_optimizer(optimizer: Any, learning_rate: Any) -> None:
@@ -115,11 +155,7 @@ def _check_optimizer(optimizer: Any, learning_rate: Any) -> None:
                          f"GradientTransformation, got {optimizer!r}")
     if learning_rate is None or callable(learning_rate):
         return
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real):
-        raise InputError(f"learning_rate must be a positive float or an optax schedule, "
-                         f"got {learning_rate!r}")
-    if not math.isfinite(learning_rate) or learning_rate <= 0:
-        raise InputError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
+    check_positive("learning_rate", learning_rate, hint="or an optax schedule")
 
 
 def _check_schedule(every: Any, seconds: Any) -> None:
@@ -129,7 +165,6 @@ def _check_schedule(every: Any, seconds: Any) -> None:
                          f"eval_every_seconds=T (seconds); got {given} (eval_every={every!r}, "
                          f"eval_every_seconds={seconds!r})")
     if every is not None:
-        _check_int("eval_every", every, minimum=1)
-    elif (isinstance(seconds, bool) or not isinstance(seconds, numbers.Real)
-          or not math.isfinite(seconds) or seconds <= 0):
-        raise InputError(f"eval_every_seconds must be a finite number > 0, got {seconds!r}")
+        check_int("eval_every", every, minimum=1)
+    else:
+        check_positive("eval_every_seconds", seconds)

@@ -152,6 +152,31 @@ def check_loss_is_scalar(problem: Problem, batch_size: int | None,
                              f"{shape}; it must return a scalar (the mean over the batch)")
 
 
+def check_measurable(problem: Problem, batch_size: int | None,
+                     eval_sets: dict[str, PyTree]) -> None:
+    """`check_loss_is_scalar` on a training batch, and the loss and every metric a scalar
+    on each evaluation set (traced abstractly, nothing compiled)."""
+    check_loss_is_scalar(problem, batch_size)
+    params = problem.params_shape()
+    for where, data in eval_sets.items():
+        batch = _abstract_batch(data, None)
+        for name, fn in {"loss": problem.loss, **problem.metrics}.items():
+            shape = getattr(jax.eval_shape(fn, params, batch), "shape", None)
+            if shape != ():
+                raise InputError(f"Problem {problem.name!r}: {name} on the {where} data returned "
+                                 f"shape {shape}; it must return a scalar (a mean over the batch)")
+
+
+def check_finite(data: PyTree, where: str = "data") -> None:
+    """An InputError naming the leaf when any float value of `data` is NaN or infinite."""
+    for path, leaf in jax.tree.leaves_with_path(data):
+        x = np.asarray(leaf)
+        if np.issubdtype(x.dtype, np.inexact) and not np.all(np.isfinite(x)):
+            bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+            raise InputError(f"{where}{jax.tree_util.keystr(path)} holds {bad} NaN or infinite "
+                             f"value(s) of {x.size}; clean or drop them before training")
+
+
 def _abstract_batch(data: PyTree, batch_size: int | None) -> PyTree:
     if data is None:
         return None

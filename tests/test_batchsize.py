@@ -116,16 +116,16 @@ def test_unreachable_target_reports_the_seeds_and_stops_at_the_budget():
     (dict(batch_sizes=[2.5]), "batch size 2.5 is not valid"),
     (dict(batch_sizes=[4, 4]), r"repeated values \[4\]"),
     (dict(batch_sizes=7), "batch_sizes must be a non-empty sequence"),
-    (dict(target_loss=0.0), "target_loss must be a finite full-data loss > 0, got 0.0"),
-    (dict(target_loss=-1.0), "target_loss must be a finite full-data loss > 0, got -1.0"),
-    (dict(target_loss=float("nan")), "target_loss must be a finite full-data loss > 0"),
+    (dict(target_loss=0.0), "target_loss must be a finite number > 0 (a full-data loss), got 0.0"),
+    (dict(target_loss=-1.0), "target_loss must be a finite number > 0 (a full-data loss), got -1.0"),
+    (dict(target_loss=float("nan")), "target_loss must be a finite number > 0"),
     (dict(target_loss=0.01), "below the global minimum loss"),
     (dict(learning_rates=[]), "learning_rates is empty"),
     (dict(learning_rates=[0.1, -0.2]), "every learning rate of the grid must be a finite "
                                        "number > 0, got -0.2"),
     (dict(lr_scaling="cubic"), "unknown lr_scaling 'cubic'; valid: none, sqrt, linear"),
     (dict(base_batch_size=0), r"base_batch_size must be an integer in 1..128, got 0"),
-    (dict(resolution=0.0), r"resolution must be a number in \(0, 1\], got 0.0"),
+    (dict(resolution=0.0), r"resolution must be a finite number in \(0, 1\], got 0.0"),
     (dict(seeds=0), "seeds must be a positive number of seeds"),
     (dict(config=cfg(optimizer=optax.sgd(0.1), learning_rate=None),
           learning_rates=[0.1, 0.2]), "need a named optimizer with a float learning_rate"),
@@ -213,7 +213,7 @@ def test_cli_sweep_batch_prints_table(capsys):
 @pytest.mark.parametrize("args, message", [
     (["--batch-sizes", "0,4"], "batch size 0 is not valid"),
     (["--batch-sizes", ""], "batch_sizes is empty"),
-    (["--target", "-1"], "target_loss must be a finite full-data loss > 0, got -1.0"),
+    (["--target", "-1"], "target_loss must be a finite number > 0 (a full-data loss), got -1.0"),
     (["--lr-scaling", "cube"], "unknown lr_scaling 'cube'"),
 ])
 def test_cli_sweep_batch_bad_input_exits_2(capsys, args, message):

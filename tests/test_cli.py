@@ -27,7 +27,7 @@ def test_train_prints_summary_and_saves(capsys, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--batch-size", "0"], "batch_size must be an integer >= 1"),
     (["--steps", "0"], "steps must be an integer >= 1, got 0"),
-    (["--lr", "-1"], "learning_rate must be a finite number > 0, got -1.0"),
+    (["--lr", "-1"], "learning_rate must be a finite number > 0 (or an optax schedule), got -1.0"),
     (["--optimizer", "sgdd"], "unknown optimizer 'sgdd'"),
     (["--sampling", "nope"], "unknown sampling 'nope'"),
     (["--seeds", "0"], "seeds must be a positive number"),

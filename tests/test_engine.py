@@ -109,8 +109,8 @@ def default_settings_run():
     return gdlab.train(_ts(), cfg(**SETTINGS_CONFIG), seeds=12)
 
 
-@pytest.mark.parametrize("setting", [dict(seed_chunk=3, unroll=3), dict(devices=1),
-                                     dict(seed_chunk=2, unroll=2, devices=2)])
+@pytest.mark.parametrize("setting", [dict(seed_block=3, unroll=3), dict(devices=1),
+                                     dict(seed_block=2, unroll=2, devices=2)])
 def test_engine_settings_do_not_change_results(setting, default_settings_run):
     """Chunk size, unroll and device count are speed settings: same numbers as the default."""
     if "devices" in setting:
@@ -124,7 +124,7 @@ def test_engine_settings_do_not_change_results(setting, default_settings_run):
 
 @pytest.mark.parametrize("bad", [0, -2, 1.5, True])
 def test_bad_unroll_is_rejected(bad):
-    with pytest.raises(ValueError, match=r"unroll must be a positive integer .* got"):
+    with pytest.raises(ValueError, match=r"unroll must be an integer >= 1 .* got"):
         gdlab.train(problems.himmelblau(), cfg(), seeds=2, unroll=bad)
 
 
@@ -142,11 +142,11 @@ def test_sampling_rng_threefry_still_trains_and_differs_from_hash():
     assert not np.allclose(hashed.final_loss, threefry.final_loss)
 
 
-def test_seed_chunk_does_not_change_results():
+def test_seed_block_does_not_change_results():
     problem = _ts()
     config = cfg(steps=20, batch_size=8, eval_every=10)
-    a = gdlab.train(problem, config, seeds=16, seed_chunk=1)
-    b = gdlab.train(problem, config, seeds=16, seed_chunk=4)
+    a = gdlab.train(problem, config, seeds=16, seed_block=1)
+    b = gdlab.train(problem, config, seeds=16, seed_block=4)
     for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
 
@@ -253,7 +253,7 @@ def test_flatten_seeds_shape():
     (dict(seeds=[1, 1]), r"seed ids must be unique"),
     (dict(seeds=[-1]), r"seed ids must lie in \[0, 2\*\*31\), got min -1"),
     (dict(key="abc"), r"key must be an int or a typed JAX key.*'abc'"),
-    (dict(seed_chunk=0), r"seed_chunk must be a positive integer or None, got 0"),
+    (dict(seed_block=0), r"seed_block must be an integer >= 1 \(or None\), got 0"),
 ])
 def test_bad_train_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -10,18 +10,14 @@ one compile (the batch size still changes shapes: one compile per batch size).
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from gdlab._checks import InputError
-from gdlab.config import OPTIMIZERS, TrainConfig
+from gdlab.config import TrainConfig
 from gdlab.core import devices as dev
 from gdlab.core import engine
 from gdlab.problem import Problem
@@ -40,25 +36,24 @@ def rate_is_tunable(config: TrainConfig) -> bool:
     return isinstance(config.optimizer, str) and not callable(config.learning_rate)
 
 
-def optimizer_for(config: TrainConfig, lr: jax.Array) -> optax.GradientTransformation:
-    """The config's optimizer at learning rate `lr` (a traced scalar is fine).
-
-    Configs whose rate cannot be swept (an optax transformation, a schedule) ignore `lr`.
-    """
-    if rate_is_tunable(config):
-        return OPTIMIZERS[config.optimizer](lr, config)
-    return config.make_optimizer()
-
-
 def lane_fns(problem: Problem, config: TrainConfig, batch_size: int | None) -> LaneFns:
-    """Init, step and loss of one lane at mini-batch size `batch_size` (None = full batch)."""
+    """Init, step and loss of one lane at mini-batch size `batch_size` (None = full batch).
+
+    The lane's rate enters at init as the optimizer's injected learning rate (as
+    `gdlab.train` does with the config's), so configs whose rate cannot be swept (an optax
+    transformation, a schedule) ignore it.
+    """
     sampler = engine.build_sampler(problem, dataclasses.replace(config, batch_size=batch_size))
+    optimizer = config.make_optimizer()
+    base_init = engine.make_init(problem, optimizer, sampler)
+    base_step = engine.make_step(problem, optimizer, sampler)
+    tunable = rate_is_tunable(config)
 
     def init(seed_id, lr, key):
-        return engine.make_init(problem, optimizer_for(config, lr), sampler)(seed_id, key)
+        return base_init(seed_id, key, {"learning_rate": lr} if tunable else None)
 
-    def step(state, lr, t, data):
-        return engine.make_step(problem, optimizer_for(config, lr), sampler)(state, t, data)
+    def step(state, lr, t, data):  # the rate lives in the state since init
+        return base_step(state, t, data)
 
     return LaneFns(init, step, lambda state, eval_data: problem.loss(state.params, eval_data))
 
@@ -105,10 +100,3 @@ def place_lanes(mesh, arrays: dict[str, np.ndarray]) -> dict[str, jax.Array]:
     """Lane arrays split over the mesh (the lane axis plays the seed axis)."""
     return {k: jax.device_put(jnp.asarray(v), dev.seed_sharding(mesh)) for k, v in arrays.items()}
 
-
-def check_rate(name: str, value: Any) -> float:
-    """A finite float > 0, or a clear error naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-            or not math.isfinite(value) or value <= 0:
-        raise InputError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -25,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from gdlab._checks import InputError
+from gdlab._checks import InputError, check_int, check_positive, check_real, is_int
 from gdlab.batch import lanes
 from gdlab.batch.scaling import ScalingFit, fit_scaling, median_ci
 from gdlab.config import TrainConfig
@@ -49,7 +48,7 @@ def _check_batch_sizes(batch_sizes: Any, n: int, name: str) -> np.ndarray:
         raise InputError(f"batch_sizes is empty; give at least one batch size in 1..{n} "
                          f"(N={n} data points of {name!r})")
     for b in values:
-        if isinstance(b, bool) or not isinstance(b, numbers.Integral) or not 1 <= b <= n:
+        if not is_int(b) or not 1 <= b <= n:
             raise InputError(f"batch size {b!r} is not valid for {name!r}: batch sizes must be "
                              f"integers in 1..{n} (N={n} data points; B=N is full batch)")
     if len(set(values)) != len(values):
@@ -59,9 +58,7 @@ def _check_batch_sizes(batch_sizes: Any, n: int, name: str) -> np.ndarray:
 
 
 def _check_target(target_loss: Any, problem: Problem) -> float:
-    if isinstance(target_loss, bool) or not isinstance(target_loss, numbers.Real) \
-            or not math.isfinite(target_loss) or target_loss <= 0:
-        raise InputError(f"target_loss must be a finite full-data loss > 0, got {target_loss!r}")
+    check_positive("target_loss", target_loss, hint="a full-data loss")
     floor = [m.loss for m in problem.known_minima if m.kind == "global"]
     if floor and target_loss < min(floor):
         raise InputError(f"target_loss={target_loss!r} is below the global minimum loss "
@@ -83,14 +80,7 @@ def _check_rates(config: TrainConfig, learning_rates: Any, lr_scaling: str) -> n
     rates = list(np.atleast_1d(np.asarray(learning_rates, dtype=object)))
     if not rates:
         raise InputError("learning_rates is empty; give at least one rate or None")
-    return np.asarray([lanes.check_rate("every learning rate of the grid", r) for r in rates])
-
-
-def _check_int_in(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
-            or not low <= value <= high:
-        raise InputError(f"{name} must be an integer in {low}..{high}, got {value!r}")
-    return int(value)
+    return np.asarray([check_positive("every learning rate of the grid", r) for r in rates])
 
 
 def scaled_rates(rates_G: np.ndarray, batch_size: int, base_batch_size: int,
@@ -413,11 +403,9 @@ def _plan(problem, config, batch_sizes, target_loss, seeds, key, learning_rates,
     sizes = _check_batch_sizes(batch_sizes, n, problem.name)
     target = _check_target(target_loss, problem)
     rates = _check_rates(config, learning_rates, lr_scaling)
-    base = int(sizes[0]) if base_batch_size is None else _check_int_in(
+    base = int(sizes[0]) if base_batch_size is None else check_int(
         "base_batch_size", base_batch_size, 1, n)
-    if isinstance(resolution, bool) or not isinstance(resolution, numbers.Real) \
-            or not 0 < resolution <= 1:
-        raise InputError(f"resolution must be a number in (0, 1], got {resolution!r}")
+    check_real("resolution", resolution, 0.0, 1.0, open_low=True)
     for b in sizes:
         scaled = scaled_rates(rates, int(b), base, lr_scaling)
         if lanes.rate_is_tunable(config) and not np.all(np.isfinite(scaled)):

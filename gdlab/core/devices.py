@@ -1,4 +1,4 @@
-"""Devices: the 1-D mesh over which the seed axis is sharded, seed padding/chunking, and
+"""Devices: the 1-D mesh over which the seed axis is sharded, seed padding and blocks, and
 multi-process runs (`jax.distributed`): global arrays in, host arrays out."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from jax.sharding import PartitionSpec as P
 from gdlab._checks import InputError
 
 SEED_AXIS = "seeds"
-# Per-chunk working set to aim for on CPU: small enough to stay in a core's L2 cache.
-CPU_CHUNK_BYTES = 1 << 20
+# Per-block working set to aim for on CPU: small enough to stay in a core's L2 cache.
+CPU_BLOCK_BYTES = 1 << 20
 
 
 def initialize_distributed(coordinator_address: str | None = None,
@@ -173,33 +173,33 @@ def memory_bytes(device: jax.Device) -> float:
     return float(ram) / max(1, len(jax.local_devices(backend=device.platform)))
 
 
-def auto_seed_chunk(local_seeds: int, bytes_per_seed: float, platform: str) -> int:
-    """Seeds vmapped together per device: all of them on accelerators; on CPU, a power of
-    two whose working set fits in cache (per-step temporaries stay hot)."""
+def auto_seed_block(local_seeds: int, bytes_per_seed: float, platform: str) -> int:
+    """Seeds vmapped together per device (the seed block): all of them on accelerators; on
+    CPU, a power of two whose working set fits in cache (per-step temporaries stay hot)."""
     if platform != "cpu" or bytes_per_seed <= 0:
         return local_seeds
-    chunk = 2 ** int(math.log2(max(1.0, CPU_CHUNK_BYTES / bytes_per_seed)))
-    return int(min(local_seeds, max(4, chunk)))
+    block = 2 ** int(math.log2(max(1.0, CPU_BLOCK_BYTES / bytes_per_seed)))
+    return int(min(local_seeds, max(4, block)))
 
 
-def padded_seed_count(num_seeds: int, num_devices: int, chunk: int) -> int:
-    """Smallest multiple of num_devices x chunk that holds num_seeds."""
-    block = num_devices * chunk
-    return -(-num_seeds // block) * block
+def padded_seed_count(num_seeds: int, num_devices: int, block: int) -> int:
+    """Smallest multiple of num_devices x block that holds num_seeds."""
+    size = num_devices * block
+    return -(-num_seeds // size) * size
 
 
-def seed_parallel(fn: Callable, mesh: Mesh, chunk: int, num_shared: int,
+def seed_parallel(fn: Callable, mesh: Mesh, block: int, num_shared: int,
                   batched: bool = False) -> Callable:
     """`fn(per_seed, *shared)` lifted to a leading seed axis, sharded over the mesh.
 
-    Each device maps over its local seeds in vmapped chunks of `chunk` (`lax.map`),
+    Each device maps over its local seeds in vmapped blocks of `block` seeds (`lax.map`),
     so temporaries stay small; the `shared` arguments are replicated. With `batched`,
-    `fn` takes a whole chunk of seeds (leading axis `chunk`) and does its own vmapping.
+    `fn` takes a whole block of seeds (leading axis `block`) and does its own vmapping.
     """
     def local(seeds, *shared):
         if not batched:
-            return jax.lax.map(lambda s: fn(s, *shared), seeds, batch_size=chunk)
-        split = lambda x: x.reshape((-1, chunk, *x.shape[1:]))
+            return jax.lax.map(lambda s: fn(s, *shared), seeds, batch_size=block)
+        split = lambda x: x.reshape((-1, block, *x.shape[1:]))
         out = jax.lax.map(lambda s: fn(s, *shared), jax.tree.map(split, seeds))
         return jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), out)
     return jax.shard_map(local, mesh=mesh, in_specs=(P(SEED_AXIS),) + (P(),) * num_shared,

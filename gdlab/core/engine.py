@@ -10,6 +10,7 @@ per-step guard. Compile points: `init`, one chunk function per chunk length, and
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import time
 from typing import Any, NamedTuple
@@ -43,14 +44,29 @@ def seed_keys(key: jax.Array, seed_id: jax.Array) -> tuple[jax.Array, jax.Array]
 
 def make_init(problem: Problem, optimizer: optax.GradientTransformation,
               sampler: Sampler | None):
-    """`init(seed_id, key) -> SeedState`."""
-    def init(seed_id, key):
+    """`init(seed_id, key, hparams=None) -> SeedState`.
+
+    `hparams` ({name: scalar}) overrides the optimizer's injected hyperparameters for
+    this seed (see `TrainConfig.make_optimizer`): values are inputs of the compiled
+    program, not constants, so a new learning rate reuses it and seeds (lanes) trained
+    together may each have their own.
+    """
+    def init(seed_id, key, hparams=None):
         init_key, data_key = seed_keys(key, seed_id)
         params = problem.init(init_key)
+        opt_state = with_hyperparams(optimizer.init(params), hparams)
         sampler_state = () if sampler is None else sampler.init(data_key)
-        return SeedState(params, optimizer.init(params), sampler_state, data_key,
-                         jnp.int32(-1))
+        return SeedState(params, opt_state, sampler_state, data_key, jnp.int32(-1))
     return init
+
+
+def with_hyperparams(opt_state: Any, hparams: dict[str, Any] | None) -> Any:
+    """`opt_state` (an `optax.inject_hyperparams` state) with `hparams` put in."""
+    if not hparams:
+        return opt_state
+    stored = opt_state.hyperparams
+    return opt_state._replace(hyperparams={
+        **stored, **{k: jnp.asarray(v, stored[k].dtype) for k, v in hparams.items()}})
 
 
 def all_finite(tree: Any) -> jax.Array:
@@ -139,9 +155,36 @@ def _lead(mask_C: jax.Array, like: jax.Array) -> jax.Array:
     return mask_C.reshape(mask_C.shape + (1,) * (like.ndim - 1))
 
 
-def make_evaluate(problem: Problem):
-    """`evaluate(state, eval_data) -> loss`: the loss of one seed's params."""
-    return lambda state, eval_data: problem.loss(state.params, eval_data)
+# Points per loss call when measuring: larger evaluation sets are measured in chunks of
+# this many points (a weighted mean of chunk means), so memory stays bounded.
+EVAL_POINTS_PER_CALL = 16384
+
+
+def make_evaluate(problem: Problem, points_per_call: int = EVAL_POINTS_PER_CALL):
+    """`evaluate(state, eval_sets) -> {"<set>/<name>": scalar}`: the loss and every
+    `problem.metrics` of one seed on each evaluation set (e.g. "train", "test")."""
+    fns = {"loss": problem.loss, **problem.metrics}
+
+    def evaluate(state, eval_sets):
+        return {f"{where}/{name}": mean_over(fn, state.params, data, points_per_call)
+                for where, data in eval_sets.items() for name, fn in fns.items()}
+    return evaluate
+
+
+def mean_over(fn, params, data, points_per_call: int) -> jax.Array:
+    """`fn(params, data)` (a mean over the batch) computed `points_per_call` points at a
+    time: the mean of the chunks' means weighted by their sizes."""
+    n = jax.tree.leaves(data)[0].shape[0] if data is not None else 0
+    if data is None or n <= points_per_call:
+        return fn(params, data)
+    full = n // points_per_call
+    head = jax.tree.map(lambda x: x[: full * points_per_call].reshape(
+        (full, points_per_call, *x.shape[1:])), data)
+    total = jnp.sum(jax.lax.map(lambda batch: fn(params, batch), head)) * points_per_call
+    if n > full * points_per_call:
+        tail = jax.tree.map(lambda x: x[full * points_per_call:], data)
+        total = total + fn(params, tail) * (n - full * points_per_call)
+    return total / n
 
 
 def chunk_lengths(config: TrainConfig) -> list[int]:
@@ -154,10 +197,13 @@ def chunk_lengths(config: TrainConfig) -> list[int]:
 
 @dataclasses.dataclass
 class Engine:
-    """Compiled entry points of one (problem, config, mesh, chunk) combination.
+    """Compiled entry points of one program: the problem's functions, the config's static
+    fields, the mesh, the seed block, the seeds per call and the chunk lengths.
 
-    `chunks[n]` runs n unguarded steps and returns (states, ok, t0 + n); `guarded(n)` is
-    the guarded version, compiled on first use (only runs where a seed diverges need it).
+    `init(lanes, key)` builds every seed's state from `lanes = {"seed_id": (S,),
+    "hparams": {name: (S,)}}`; `chunks[n]` runs n unguarded steps and returns (states, ok,
+    t0 + n); `guarded(n)` is the guarded version, compiled on first use (only runs where a
+    seed diverges need it); `evaluate(states, eval_sets)` measures the loss and metrics.
     The step counter stays on the devices from chunk to chunk: placing a fresh host
     scalar on a mesh costs 0.1-0.3 ms per chunk on CPU, more than a small chunk's work.
     `compile_seconds` counts every compile, the late ones included.
@@ -187,6 +233,15 @@ class Engine:
         return jax.block_until_ready(new), t_end
 
 
+class EngineInputs(NamedTuple):
+    """Example inputs an engine is compiled for (device arrays on the mesh)."""
+
+    lanes: dict[str, Any]  # {"seed_id": (S,) int32, "hparams": {name: (S,) float32}}
+    key: jax.Array
+    data: Any
+    eval_sets: dict[str, Any]  # {"train" (or "eval"): data, "test": test data}
+
+
 def _with_counter(sharded_chunk, length: int):
     """The jitted chunk also returning t0 + length (replicated, like t0)."""
     return jax.jit(lambda states, t0, data: (*sharded_chunk(states, t0, data), t0 + length))
@@ -200,33 +255,82 @@ def build_sampler(problem: Problem, config: TrainConfig) -> Sampler | None:
                         config.sampling_rng)
 
 
-def compile_engine(problem: Problem, config: TrainConfig, mesh, seed_chunk: int,
-                   seed_ids, key, data, eval_data, unroll: int = 1) -> tuple[Engine, SeedState]:
-    """Compile every entry point ahead of time and build the initial state.
-
-    Returns the engine (with the compile time, reported apart from run time) and the
-    initial state of every seed, sharded over the mesh.
-    """
+def compile_engine(problem: Problem, config: TrainConfig, mesh, seed_block: int,
+                   inputs: EngineInputs, unroll: int = 1) -> Engine:
+    """Compile every entry point ahead of time (the compile time is reported apart)."""
     optimizer = config.make_optimizer()
     sampler = build_sampler(problem, config)
     update, step = (make(problem, optimizer, sampler) for make in (make_update, make_step))
-    lift = lambda fn, n, batched=False: jax.jit(dev.seed_parallel(fn, mesh, seed_chunk, n,
+    lift = lambda fn, n, batched=False: jax.jit(dev.seed_parallel(fn, mesh, seed_block, n,
                                                                   batched))
+    per_lane = make_init(problem, optimizer, sampler)
     start = time.perf_counter()
-    init = lift(make_init(problem, optimizer, sampler), 1).lower(seed_ids, key).compile()
+    init = lift(lambda lane, key: per_lane(lane["seed_id"], key, lane["hparams"]), 1
+                ).lower(inputs.lanes, inputs.key).compile()
     compile_seconds = time.perf_counter() - start
-    state = init(seed_ids, key)
+    state = init(inputs.lanes, inputs.key)  # example state to compile the chunks for
     t0 = dev.replicated(mesh, jnp.int32(0))
     start = time.perf_counter()
-    compile_chunk = lambda chunk: lift(chunk, 2, True).lower(state, t0, data).compile()
+    compile_chunk = lambda chunk: lift(chunk, 2, True).lower(state, t0, inputs.data).compile()
     fast = lambda n: _with_counter(dev.seed_parallel(make_fast_chunk(update, n, unroll),
-                                                     mesh, seed_chunk, 2, True), n)
-    chunks = {n: fast(n).lower(state, t0, data).compile()
+                                                     mesh, seed_block, 2, True), n)
+    chunks = {n: fast(n).lower(state, t0, inputs.data).compile()
               for n in sorted(set(chunk_lengths(config)))}
-    evaluate = lift(make_evaluate(problem), 1).lower(state, eval_data).compile()
+    evaluate = lift(make_evaluate(problem), 1).lower(state, inputs.eval_sets).compile()
     compile_seconds += time.perf_counter() - start
     guarded = lambda n: compile_chunk(make_guarded_chunk(step, n, unroll))
-    return Engine(init, chunks, evaluate, compile_seconds, guarded), state
+    return Engine(init, chunks, evaluate, compile_seconds, guarded)
+
+
+# ----------------------------------------------------------------------------- the cache
+
+ENGINE_CACHE_SIZE = 32  # compiled programs kept per process (least recently used dropped)
+_ENGINES: collections.OrderedDict[tuple, Engine] = collections.OrderedDict()
+
+
+def get_engine(problem: Problem, config: TrainConfig, mesh, seed_block: int,
+               inputs: EngineInputs, unroll: int = 1) -> tuple[Engine, bool]:
+    """The compiled engine for these settings, from the in-process cache when an earlier
+    call compiled the same program; returns (engine, cache_hit).
+
+    The key is everything that changes the program: the problem's functions (by
+    identity), the config's static fields, chunk lengths, mesh, seed block, unroll and the
+    shapes and dtypes of every input; not values that are inputs (data, seed ids,
+    injected hyperparameters such as the learning rate).
+    """
+    key = program_key(problem, config, mesh, seed_block, inputs, unroll)
+    if key in _ENGINES:
+        _ENGINES.move_to_end(key)
+        return _ENGINES[key], True
+    engine = compile_engine(problem, config, mesh, seed_block, inputs, unroll)
+    _ENGINES[key] = engine
+    while len(_ENGINES) > ENGINE_CACHE_SIZE:
+        _ENGINES.popitem(last=False)
+    return engine, False
+
+
+def clear_engine_cache() -> None:
+    """Drop every cached compiled engine (e.g. to free device memory)."""
+    _ENGINES.clear()
+
+
+def program_key(problem: Problem, config: TrainConfig, mesh, seed_block: int,
+                inputs: EngineInputs, unroll: int) -> tuple:
+    """What identifies a compiled engine (see `get_engine`)."""
+    metrics = tuple(sorted(problem.metrics.items()))
+    rate = config.learning_rate if callable(config.learning_rate) else None
+    static = (config.optimizer, rate, config.batch_size, config.sampling, config.sampling_rng,
+              tuple(chunk_lengths(config)), tuple(sorted(config.hyperparams())))
+    devices = tuple((d.platform, d.id, d.process_index) for d in mesh.devices.flat)
+    return (problem.init, problem.loss, metrics, problem.num_data, static, devices,
+            seed_block, unroll, avals(inputs))
+
+
+def avals(tree: Any) -> tuple:
+    """(tree structure, (shape, dtype) of every leaf): what a compiled program sees."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple((tuple(np.shape(x)), str(getattr(x, "dtype", type(x))))
+                          for x in leaves)
 
 
 def state_bytes_per_seed(problem: Problem, config: TrainConfig) -> float:

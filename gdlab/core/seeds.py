@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gdlab._checks import InputError
+from gdlab._checks import InputError, is_int
 
 
 def seed_ids_of(seeds: int | Sequence[int]) -> np.ndarray:
     """Seed ids from a count (0..S-1) or a sequence of unique ids in [0, 2**31)."""
-    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
+    if is_int(seeds):
         if seeds <= 0:
             raise InputError(f"seeds must be a positive number of seeds or a sequence of seed "
                              f"ids, got {seeds!r}")
@@ -32,7 +31,7 @@ def seed_ids_of(seeds: int | Sequence[int]) -> np.ndarray:
 
 def as_key(key: int | jax.Array) -> jax.Array:
     """A typed JAX key from an int or a typed key."""
-    if isinstance(key, numbers.Integral) and not isinstance(key, bool):
+    if is_int(key):
         return jax.random.key(int(key))
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return key

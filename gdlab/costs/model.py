@@ -14,10 +14,9 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
-from gdlab._checks import InputError
+from gdlab._checks import InputError, check_int
 from gdlab.config import TrainConfig
 from gdlab.core import engine
-from gdlab.costs import timing
 from gdlab.costs.profile import PARTS, STEP_PARTS, StepProfile
 
 
@@ -175,7 +174,7 @@ class TimeModel:
         """Predicted seconds of training, measuring the loss, and overhead."""
         for name, value in (("steps", steps), ("evaluations", evaluations),
                             ("calls", calls)):
-            timing.check_count(name, value, minimum=0)
+            check_int(name, value, minimum=0)
         return {"training": steps * self.step_seconds,
                 "measuring": evaluations * self.eval_seconds,
                 "overhead": calls * self.call_seconds
@@ -213,7 +212,7 @@ def host_overhead(train_seconds: float, steps: int, chunks: int,
     Returns:
       (train_seconds - steps * step_seconds) / chunks, at least 0.
     """
-    timing.check_count("chunks", chunks)
+    check_int("chunks", chunks, minimum=1)
     return max(0.0, (train_seconds - steps * step_seconds) / chunks)
 
 
@@ -236,7 +235,7 @@ def eval_overhead(train_seconds_measuring: float, train_seconds_quiet: float,
     Returns:
       (train_seconds_measuring - train_seconds_quiet) / measurements, at least 0.
     """
-    timing.check_count("measurements", measurements)
+    check_int("measurements", measurements, minimum=1)
     return max(0.0, (train_seconds_measuring - train_seconds_quiet) / measurements)
 
 

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gdlab._checks import InputError
+from gdlab._checks import InputError, check_int
 from gdlab.config import TrainConfig
 from gdlab.core import devices as dev
 from gdlab.core import engine
@@ -114,7 +114,7 @@ class StepProfile:
     def shares(self, eval_every: int = 1) -> dict[str, float]:
         """Fraction of one step's derivative + update + sample, plus loss / eval_every
         (the loss measured every `eval_every` steps), that each part takes."""
-        check_positive_int("eval_every", eval_every)
+        check_int("eval_every", eval_every, minimum=1)
         cost = {n: self.seconds(n) / (eval_every if n == "loss" else 1)
                 for n in (*STEP_PARTS, "loss") if n in self.parts}
         total = sum(cost.values())
@@ -152,11 +152,6 @@ class StepProfile:
 
     HEADER = ("part", "median", "spread (IQR)", "share", "reps/call", "XLA flops", "XLA bytes",
               "FLOP/s", "single call")
-
-
-def check_positive_int(name: str, value: Any) -> int:
-    """`value` as an int >= 1, or a ValueError naming it."""
-    return timing.check_count(name, value, minimum=1)
 
 
 def profile_step(problem: Problem, config: TrainConfig, *, seeds: int = 1,
@@ -245,8 +240,8 @@ class StepProfiler:
 
 
 def _check_timing_settings(repeats, min_seconds, max_inner) -> None:
-    check_positive_int("repeats", repeats)
-    check_positive_int("max_inner", max_inner)
+    check_int("repeats", repeats, minimum=1)
+    check_int("max_inner", max_inner, minimum=1)
     if not (isinstance(min_seconds, int | float) and math.isfinite(min_seconds)
             and min_seconds > 0):
         raise InputError(f"min_seconds must be a finite number > 0, got {min_seconds!r}")
@@ -259,7 +254,7 @@ def _check_profile_inputs(problem, config, seeds, eval_data, eval_points, parts
         raise InputError(f"problem must be a gdlab.Problem, got {type(problem).__name__}")
     if not isinstance(config, TrainConfig):
         raise InputError(f"config must be a gdlab.TrainConfig, got {type(config).__name__}")
-    check_positive_int("seeds", seeds)
+    check_int("seeds", seeds, minimum=1)
     unknown = [p for p in parts if p not in PARTS] if not isinstance(parts, str) else [parts]
     if unknown or not parts:
         raise InputError(f"parts must be a non-empty sequence of {', '.join(PARTS)}; "
@@ -277,7 +272,7 @@ def _check_profile_inputs(problem, config, seeds, eval_data, eval_points, parts
         if n_eval is None:
             raise InputError(f"eval_points={eval_points!r} but problem {problem.name!r} has "
                              "no data to measure the loss on")
-        check_positive_int("eval_points", eval_points)
+        check_int("eval_points", eval_points, minimum=1)
         if eval_points > n_eval:
             raise InputError(f"eval_points={eval_points} is larger than the {n_eval} "
                              f"evaluation data points; valid: 1..{n_eval} or None (all)")

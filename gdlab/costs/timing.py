@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gdlab._checks import InputError
+from gdlab._checks import check_int
 
 PyTree = Any
 CLOCK_RESOLUTION = time.get_clock_info("perf_counter").resolution
@@ -66,13 +66,6 @@ class Timing:
         return out
 
 
-def check_count(name: str, value: Any, minimum: int = 1) -> int:
-    """`value` as an int >= minimum, or a ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def time_calls(fn: Callable, args: Sequence, repeats: int, warmup: int = 2) -> np.ndarray:
     """Seconds of each of `repeats` calls `fn(*args)`, each waited for, after `warmup` calls."""
     for _ in range(warmup):
@@ -100,7 +93,7 @@ def dispatch_floor(repeats: int = 200, device: jax.Device | None = None) -> Timi
     Example:
       >>> dispatch_floor().median    # about 5e-6 s on a CPU
     """
-    check_count("repeats", repeats)
+    check_int("repeats", repeats, minimum=1)
     x = jax.device_put(np.int32(0), device)
     return from_samples(time_calls(_empty, (x,), repeats, warmup=5))
 
@@ -139,7 +132,7 @@ def time_in_loop(looped: Callable, carry: PyTree, extra: Sequence = (), *, repea
     Returns:
       A `Timing`; `below_floor` when the work is within the empty call's jitter.
     """
-    check_count("repeats", repeats)
+    check_int("repeats", repeats, minimum=1)
     call = lambda n: functools.partial(looped, carry, jnp.int32(n), *extra)
     empty = time_calls(call(0), (), max(repeats, 9), warmup)
     inner = _calibrate(call, float(np.median(empty)), min_seconds, max_inner, warmup)
@@ -157,7 +150,7 @@ def resolve(calls: np.ndarray, empty_calls: np.ndarray, inner: int) -> Timing:
       >>> resolve(np.array([2e-3, 2.1e-3]), np.array([1e-5, 1.2e-5]), inner=100).median
       2.039e-05
     """
-    check_count("inner", inner)
+    check_int("inner", inner, minimum=1)
     empty = np.asarray(empty_calls, np.float64)
     floor = float(np.median(empty))
     jitter = max(float(np.subtract(*np.quantile(empty, [0.75, 0.25]))), CLOCK_RESOLUTION)
