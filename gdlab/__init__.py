@@ -12,9 +12,12 @@ Example:
   (64,)
 """
 
+from importlib import metadata as _metadata
+
 from gdlab.core import devices as _devices
 
 _devices.default_cpu_devices()  # before anything starts JAX's backends
+_devices.default_compilation_cache()  # compiled programs kept on disk across processes
 
 from gdlab import atlas, batch, costs, landscape, problems
 from gdlab._checks import InputError
@@ -27,16 +30,22 @@ from gdlab.config import TrainConfig
 from gdlab.core.checkpoint import Preempted
 from gdlab.core.devices import initialize_distributed
 from gdlab.core.runs import Runs, load_runs
+from gdlab.core.sweep import Sweep, sweep
 from gdlab.core.train import train
 from gdlab.costs.model import TimeModel, fit_power_law
 from gdlab.costs.profile import PartCost, StepProfile, StepProfiler, profile_step
 from gdlab.landscape import curvature
 from gdlab.problem import KnownMinimum, Problem
 
-__version__ = "0.2.0"
+try:  # one version source: pyproject.toml, as installed
+    __version__ = _metadata.version("gdlab")
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
+
 __all__ = ["Atlas", "BatchSweep", "InputError", "KnownMinimum", "Minimum", "NoiseScale",
            "NoiseTrace", "PartCost", "Preempted", "Problem", "Runs", "ScalingFit",
-           "StepProfile", "StepProfiler", "TimeModel", "TrainConfig", "atlas", "batch", "costs",
-           "curvature", "find_minima", "fit_power_law", "fit_scaling", "initialize_distributed",
-           "landscape", "load_runs", "noise_scale", "problems", "profile_step",
-           "sweep_batch_size", "symmetry", "track_noise_scale", "train"]
+           "StepProfile", "StepProfiler", "Sweep", "TimeModel", "TrainConfig", "atlas", "batch",
+           "costs", "curvature", "find_minima", "fit_power_law", "fit_scaling",
+           "initialize_distributed", "landscape", "load_runs", "noise_scale", "problems",
+           "profile_step", "sweep", "sweep_batch_size", "symmetry", "track_noise_scale",
+           "train"]

@@ -104,7 +104,11 @@ class Problem:
         return None if self.data is None else num_data_points(self.data)
 
     def params_shape(self) -> PyTree:
-        """Abstract params (ShapeDtypeStruct pytree) without running `init`."""
+        """Abstract params (ShapeDtypeStruct pytree) without running `init` (traced once)."""
+        return self._params_shape
+
+    @functools.cached_property
+    def _params_shape(self) -> PyTree:
         return jax.eval_shape(self.init, jax.random.key(0))
 
     def num_params(self) -> int:

@@ -102,6 +102,30 @@ def default_cpu_devices() -> int | None:
     return count
 
 
+def default_compilation_cache() -> str | None:
+    """Keep compiled programs on disk across processes (JAX's persistent cache), so a second
+    process running the same study or CLI command skips most compiling.
+
+    The cache lives in `$GDLAB_CACHE_DIR` (default `~/.cache/gdlab/jax`, or under
+    `$XDG_CACHE_HOME`); `GDLAB_COMPILATION_CACHE=0` turns it off, and a cache directory
+    chosen through JAX (`JAX_COMPILATION_CACHE_DIR`, `jax_compilation_cache_dir`) is left
+    alone. Programs that compile in under 0.2 s are not cached. Returns the directory used.
+    """
+    if os.environ.get("GDLAB_COMPILATION_CACHE", "1") == "0":
+        return None
+    if "JAX_COMPILATION_CACHE_DIR" in os.environ or jax.config.jax_compilation_cache_dir:
+        return jax.config.jax_compilation_cache_dir
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = os.environ.get("GDLAB_CACHE_DIR") or os.path.join(base, "gdlab", "jax")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:  # an unwritable home: run without the cache
+        return None
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    return path
+
+
 def is_main_process() -> bool:
     """True in the process that writes files (process 0; always true when single-process)."""
     return jax.process_index() == 0

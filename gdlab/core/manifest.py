@@ -31,7 +31,8 @@ def manifest(problem: Problem, config: TrainConfig, seed_ids, key, mesh, seed_bl
         "config": config.describe(),
         "key": np.asarray(jax.random.key_data(key)).tolist(),
         "seeds": {"count": len(seed_ids), "contiguous_from_zero": contiguous},
-        "versions": {"python": platform.python_version(), "jax": jax.__version__,
+        "versions": {"gdlab": _gdlab_version(), "python": platform.python_version(),
+                     "jax": jax.__version__,
                      "jaxlib": jaxlib.__version__, "optax": optax.__version__,
                      "flax": flax.__version__, "numpy": np.__version__},
         "devices": dev.describe(mesh.devices.flat), "processes": jax.process_count(),
@@ -56,3 +57,12 @@ def git_revision() -> str | None:
         return rev.stdout.strip() + ("-dirty" if dirty.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+@functools.lru_cache(maxsize=1)
+def _gdlab_version() -> str:
+    from importlib import metadata
+    try:
+        return metadata.version("gdlab")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
