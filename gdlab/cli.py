@@ -7,9 +7,9 @@ anything is compiled or written.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
+import pkgutil
 import sys
-from pathlib import Path
 
 from gdlab._checks import InputError
 from gdlab.core.checkpoint import EXIT_PREEMPTED, Preempted
@@ -312,22 +312,19 @@ def _sweep_noise_line(problem, config, sweep) -> str:
             f"[{np.nanmin(b):.4g}, {np.nanmax(b):.4g}]")
 
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
+def available_studies() -> list[str]:
+    """Names of the studies shipped as gdlab.experiments (experiments/ in a checkout)."""
+    import gdlab.experiments
+    return sorted(m.name for m in pkgutil.iter_modules(gdlab.experiments.__path__)
+                  if not m.name.startswith("_"))
 
 
 def load_study(name: str):
-    """Import experiments/NAME.py (from a source checkout) as a module."""
-    path = EXPERIMENTS_DIR / f"{name}.py"
-    if not path.exists():
-        available = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.py"))
-        raise InputError(f"unknown study {name!r}; available: {', '.join(available) or 'none'} "
-                         f"(looked in {EXPERIMENTS_DIR})")
-    module_name = f"gdlab_study_{name}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+    """The study module `gdlab.experiments.NAME` (the file experiments/NAME.py)."""
+    available = available_studies()
+    if name not in available:
+        raise InputError(f"unknown study {name!r}; available: {', '.join(available) or 'none'}")
+    return importlib.import_module(f"gdlab.experiments.{name}")
 
 
 def cmd_run(args) -> int:

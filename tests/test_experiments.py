@@ -2,9 +2,9 @@
 
 import pytest
 
-from gdlab.cli import EXPERIMENTS_DIR, load_study
+from gdlab.cli import available_studies, load_study
 
-EXPERIMENTS = sorted(EXPERIMENTS_DIR.glob("*.py"))
+EXPERIMENTS = available_studies()
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +21,9 @@ def smoke_runs(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
-def test_smoke_mode_writes_report(path, smoke_runs):
-    _, out = smoke_runs(path.stem)
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_smoke_mode_writes_report(name, smoke_runs):
+    _, out = smoke_runs(name)
     report = (out / "report.md").read_text()
     assert report.startswith("# ") and "(smoke)" in report
     assert list(out.glob("*.png"))

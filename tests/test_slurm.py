@@ -5,6 +5,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import gdlab
 from gdlab import problems
@@ -47,3 +48,56 @@ def test_merge_tabulates_every_finished_run_and_lists_unfinished(tmp_path, capsy
 def test_merge_of_an_empty_directory_is_a_clear_error(tmp_path, capsys):
     assert _merge_module().main([str(tmp_path)]) == 2
     assert "no saved run under" in capsys.readouterr().err
+
+
+STAND_INS = {
+    # srun: records its arguments, exits with $SRUN_RC, or on SIGTERM "saves" and exits 75.
+    "srun": """#!/bin/bash
+echo "srun $*" >> "$CALLS"
+trap 'echo "srun got TERM" >> "$CALLS"; kill "$s" 2>/dev/null; sleep 0.3; exit 75' TERM
+if [ -n "${SRUN_SLEEP:-}" ]; then sleep "$SRUN_SLEEP" >/dev/null 2>&1 & s=$!; wait "$s"; fi
+exit "${SRUN_RC:-0}"
+""",
+    "scontrol": """#!/bin/bash
+echo "scontrol $*" >> "$CALLS"
+""",
+}
+
+
+def _run_template(tmp_path, name, env_extra, term_after=None):
+    import os
+    import signal
+    import time
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool, text in STAND_INS.items():
+        (bin_dir / tool).write_text(text)
+        (bin_dir / tool).chmod(0o755)
+    calls = tmp_path / "calls.log"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls),
+           "SLURM_SUBMIT_DIR": str(tmp_path), "SLURM_JOB_NAME": "t", "SLURM_JOB_ID": "42",
+           "SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_JOB_ID": "41", **env_extra}
+    proc = subprocess.Popen(["bash", str(SLURM / name)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    if term_after is not None:
+        time.sleep(term_after)
+        proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    return proc.returncode, calls.read_text().splitlines(), out
+
+
+@pytest.mark.parametrize("name", ["train.sbatch", "sweep_array.sbatch"])
+def test_sigterm_to_the_batch_shell_reaches_srun_and_the_job_requeues(tmp_path, name):
+    rc, calls, out = _run_template(tmp_path, name, {"SRUN_SLEEP": "20"}, term_after=1.0)
+    assert rc == 75, out
+    assert calls[0].startswith("srun ") and "--resume" in calls[0]
+    assert "srun got TERM" in calls
+    assert calls[-1] == ("scontrol requeue 42" if name == "train.sbatch"
+                         else "scontrol requeue 41_1")
+
+
+@pytest.mark.parametrize("srun_rc", [0, 2])
+def test_a_finished_or_failed_task_is_not_requeued(tmp_path, srun_rc):
+    rc, calls, _ = _run_template(tmp_path, "train.sbatch", {"SRUN_RC": str(srun_rc)})
+    assert rc == srun_rc
+    assert not any(c.startswith("scontrol") for c in calls)
