@@ -9,6 +9,7 @@ call compiled the same one (`runs.timings["cache_hit"]`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import numbers
 import os
@@ -27,11 +28,13 @@ from gdlab.core import checkpoint, engine, store
 from gdlab.core import devices as dev
 from gdlab.core.loop import Checkpointing, Evaluation, LoopResult, LoopSettings, run_loop
 from gdlab.core.manifest import manifest
-from gdlab.core.runs import Runs
+from gdlab.core.runs import Runs, save_or_rescue
 from gdlab.core.seeds import as_key, seed_ids_of
+from gdlab.core.writers import JsonlWriter, LiveMetrics
 from gdlab.problem import Problem, check_finite, check_measurable, num_data_points
 
 PyTree = Any
+METRICS_FILE = "metrics.jsonl"  # live metrics of a run saved with out=
 
 
 def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
@@ -96,11 +99,29 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
                      seed_block=seed_block, out=out, overwrite=overwrite,
                      trajectories=trajectories, checkpoint_every=checkpoint_every,
                      resume=resume, seeds_per_call=seeds_per_call, unroll=unroll)
-    result = run_plan(problem, config, plan, progress, on_eval)
+    with _run_metrics(plan, on_eval) as callback:
+        result = run_plan(problem, config, plan, progress, callback)
     runs = result.runs(slice(None))
     if plan.out is not None:
         _save(runs, plan, overwrite or resume)
     return runs
+
+
+@contextlib.contextmanager
+def _run_metrics(plan: Plan, on_eval):
+    """The user's `on_eval`, plus live metrics in `out/metrics.jsonl` when saving a run."""
+    if plan.out is None or not dev.is_main_process():
+        yield on_eval
+        return
+    live = LiveMetrics([JsonlWriter(plan.out / METRICS_FILE, append=plan.resume)])
+    def both(evaluation: Evaluation) -> None:
+        live(evaluation)
+        if on_eval is not None:
+            on_eval(evaluation)
+    try:
+        yield both
+    finally:
+        live.close()
 
 
 def _config_hparams(config: TrainConfig) -> dict[str, float]:
@@ -150,7 +171,7 @@ def make_plan(problem: Problem, config: TrainConfig, lanes: Lanes, key, *, eval_
                        hint="the number of seeds whose params are recorded")
     unroll = check_int("unroll", unroll, minimum=1, hint="steps per scan iteration")
     eval_sets = _check_inputs(problem, config, eval_data)
-    out_path = _check_out(out, overwrite, checkpoint_every, resume)
+    out_path = _check_out(out, overwrite, checkpoint_every, resume, problem)
     mesh = dev.seed_mesh(devices, len(lanes))
     if mesh.devices.flat[0].platform == "cpu":
         dev.tune_host_allocator()
@@ -244,9 +265,13 @@ def _checkpointing(problem: Problem, config: TrainConfig, plan: Plan) -> Checkpo
 
 
 def _save(runs: Runs, plan: Plan, overwrite: bool) -> None:
+    """Save the run (to a temporary directory if `out` fails), then release `out`'s lock."""
     if dev.is_main_process():
-        runs.save(plan.out, overwrite=overwrite)
-    checkpoint.remove(plan.out)
+        try:
+            save_or_rescue(runs, plan.out, overwrite=overwrite)
+            checkpoint.remove(plan.out)  # kept if the save failed
+        finally:
+            store.release_lock(plan.out)
 
 
 def _collect(trained: Trained, idx: np.ndarray) -> Runs:
@@ -315,7 +340,9 @@ def _choose_group(problem, config, seeds_per_call, num_seeds: int, mesh, block: 
     return num_seeds if fits >= num_seeds else max(mesh.size * block, fits)
 
 
-def _check_out(out, overwrite: bool, checkpoint_every, resume: bool) -> Path | None:
+def _check_out(out, overwrite: bool, checkpoint_every, resume: bool,
+               problem: Problem) -> Path | None:
+    """Prove `out` writable and the params savable, then lock `out` until the run is saved."""
     if out is None:
         if checkpoint_every is not None or resume:
             raise InputError("checkpoint_every and resume need an output directory (out=...)")
@@ -330,6 +357,9 @@ def _check_out(out, overwrite: bool, checkpoint_every, resume: bool) -> Path | N
     if not resume and not overwrite and checkpoint.exists(path):
         raise InputError(f"{str(path)!r} holds checkpoints of an unfinished run; pass "
                          "resume=True (--resume) to continue it, or overwrite=True to start over")
+    store.check_savable(problem.params_shape(), "params")
+    if dev.is_main_process():
+        store.hold_lock(path)  # released by `_save`; another process is refused until then
     return path
 
 
