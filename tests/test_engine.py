@@ -273,3 +273,30 @@ def test_non_scalar_loss_raises_before_compiling():
     problem = gdlab.Problem(name="vec", init=lambda k: jnp.zeros(3), loss=lambda p, b: p * 2)
     with pytest.raises(ValueError, match=r"'vec'.*shape \(3,\).*must return a scalar"):
         gdlab.train(problem, cfg(), seeds=2)
+
+
+def test_init_and_batch_order_vary_separately():
+    problem = problems.teacher_student(d_in=2, hidden=4, n=64)
+    config = gdlab.TrainConfig(learning_rate=0.05, steps=20, batch_size=4, eval_every=10)
+    both = gdlab.train(problem, config, seeds=4, progress=False)
+    same_init = gdlab.train(problem, config, seeds=4, init_seeds=2, progress=False)
+    same_order = gdlab.train(problem, config, seeds=4, data_seeds=[1, 1, 1, 1], progress=False)
+    first = lambda runs: jax.tree.leaves(runs.init_params)[0]
+    # One init for every seed, each its own batch order: equal starts, different ends.
+    assert np.all(first(same_init) == first(both)[2])
+    assert len({float(v) for v in same_init.final_loss}) == 4
+    # Each its own init, one batch order: the starts of `both`; seed 1 is seed 1 of `both`.
+    np.testing.assert_array_equal(first(same_order), first(both))
+    np.testing.assert_array_equal(same_order.final_loss[1], both.final_loss[1])
+    assert same_order.manifest["data_ids"] == [1, 1, 1, 1]
+    assert "init_ids" not in same_order.manifest
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(init_seeds=[0, 1]), r"init_seeds must be an int or one int per seed \(4\)"),
+    (dict(data_seeds=-1), r"seed ids must lie in \[0, 2\*\*31\)"),
+])
+def test_bad_randomness_sources_are_rejected(kwargs, match):
+    config = gdlab.TrainConfig(learning_rate=0.05, steps=2, eval_every=1)
+    with pytest.raises(gdlab.InputError, match=match):
+        gdlab.train(problems.himmelblau(), config, seeds=4, **kwargs)

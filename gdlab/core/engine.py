@@ -36,23 +36,31 @@ class SeedState(NamedTuple):
     diverged_at: jax.Array  # int32 step whose update was not finite; -1 = never
 
 
-def seed_keys(key: jax.Array, seed_id: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(init_key, data_key) of seed `seed_id`: derived from `key` and the id alone."""
-    seed_key = jax.random.fold_in(key, seed_id)
-    return jax.random.fold_in(seed_key, 0), jax.random.fold_in(seed_key, 1)
+def seed_keys(key: jax.Array, seed_id: jax.Array,
+              data_id: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """(init_key, data_key) of seed `seed_id`: derived from `key` and the id alone.
+
+    With `data_id`, the data key (mini-batch order) is that of seed `data_id` instead, so
+    the initialisation and the batch order can be varied separately.
+    """
+    init_key = jax.random.fold_in(jax.random.fold_in(key, seed_id), 0)
+    data_key = jax.random.fold_in(jax.random.fold_in(
+        key, seed_id if data_id is None else data_id), 1)
+    return init_key, data_key
+
 
 
 def make_init(problem: Problem, optimizer: optax.GradientTransformation,
               sampler: Sampler | None):
-    """`init(seed_id, key, hparams=None) -> SeedState`.
+    """`init(seed_id, key, hparams=None, data_id=None) -> SeedState`.
 
     `hparams` ({name: scalar}) overrides the optimizer's injected hyperparameters for
     this seed (see `TrainConfig.make_optimizer`): values are inputs of the compiled
     program, not constants, so a new learning rate reuses it and seeds (lanes) trained
     together may each have their own.
     """
-    def init(seed_id, key, hparams=None):
-        init_key, data_key = seed_keys(key, seed_id)
+    def init(seed_id, key, hparams=None, data_id=None):
+        init_key, data_key = seed_keys(key, seed_id, data_id)
         params = problem.init(init_key)
         opt_state = with_hyperparams(optimizer.init(params), hparams)
         sampler_state = () if sampler is None else sampler.init(data_key)
@@ -200,8 +208,9 @@ class Engine:
     """Compiled entry points of one program: the problem's functions, the config's static
     fields, the mesh, the seed block, the seeds per call and the chunk lengths.
 
-    `init(lanes, key)` builds every seed's state from `lanes = {"seed_id": (S,),
-    "hparams": {name: (S,)}}`; `chunks[n]` runs n unguarded steps and returns (states, ok,
+    `init(lanes, key)` builds every seed's state from `lanes = {"init_id": (S,),
+    "data_id": (S,), "hparams": {name: (S,)}}` (the seed ids whose init and data order each
+    lane uses); `chunks[n]` runs n unguarded steps and returns (states, ok,
     t0 + n); `guarded(n)` is the guarded version, compiled on first use (only runs where a
     seed diverges need it); `evaluate(states, eval_sets)` measures the loss and metrics.
     The step counter stays on the devices from chunk to chunk: placing a fresh host
@@ -236,7 +245,7 @@ class Engine:
 class EngineInputs(NamedTuple):
     """Example inputs an engine is compiled for (device arrays on the mesh)."""
 
-    lanes: dict[str, Any]  # {"seed_id": (S,) int32, "hparams": {name: (S,) float32}}
+    lanes: dict[str, Any]  # {"init_id", "data_id": (S,) int32, "hparams": {name: (S,)}}
     key: jax.Array
     data: Any
     eval_sets: dict[str, Any]  # {"train" (or "eval"): data, "test": test data}
@@ -265,7 +274,8 @@ def compile_engine(problem: Problem, config: TrainConfig, mesh, seed_block: int,
                                                                   batched))
     per_lane = make_init(problem, optimizer, sampler)
     start = time.perf_counter()
-    init = lift(lambda lane, key: per_lane(lane["seed_id"], key, lane["hparams"]), 1
+    init = lift(lambda lane, key: per_lane(lane["init_id"], key, lane["hparams"],
+                                           lane["data_id"]), 1
                 ).lower(inputs.lanes, inputs.key).compile()
     compile_seconds = time.perf_counter() - start
     state = init(inputs.lanes, inputs.key)  # example state to compile the chunks for

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from gdlab._checks import InputError, check_int
+from gdlab._checks import InputError, check_int, is_int
 from gdlab.config import TrainConfig
 from gdlab.core import checkpoint, engine, store
 from gdlab.core import devices as dev
@@ -44,7 +44,9 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
           overwrite: bool = False, trajectories: int = 0,
           checkpoint_every: float | None = None, resume: bool = False,
           seeds_per_call: int | None = None, unroll: int = 1,
-          on_eval: Callable[[Evaluation], Any] | None = None) -> Runs:
+          on_eval: Callable[[Evaluation], Any] | None = None,
+          init_seeds: int | Sequence[int] | None = None,
+          data_seeds: int | Sequence[int] | None = None) -> Runs:
     """Train many seeds of `problem` at once and return every seed's result.
 
     Args:
@@ -82,6 +84,11 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
       on_eval: called as `on_eval(evaluation)` at every measurement with a
         `gdlab.core.loop.Evaluation` (step, seconds, metrics per seed, diverged count,
         steps per second), e.g. to write live metrics (in the process that calls it).
+      init_seeds: the seed ids whose initialisation each seed uses instead of its own (an
+        int: all seeds start from that one seed's init), e.g. one init with many batch
+        orders, to split run-to-run variance into its sources.
+      data_seeds: likewise for the mini-batch order (an int: every seed sees the same
+        order). By default seed i uses seed i's init and order.
 
     Returns:
       A `gdlab.Runs`.
@@ -94,7 +101,9 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
     """
     seed_ids = seed_ids_of(seeds)
     lanes = Lanes(seed_ids, {k: np.full(len(seed_ids), v, np.float64)
-                             for k, v in _config_hparams(config).items()})
+                             for k, v in _config_hparams(config).items()},
+                  _source_ids("init_seeds", init_seeds, seed_ids),
+                  _source_ids("data_seeds", data_seeds, seed_ids))
     plan = make_plan(problem, config, lanes, key, eval_data=eval_data, devices=devices,
                      seed_block=seed_block, out=out, overwrite=overwrite,
                      trajectories=trajectories, checkpoint_every=checkpoint_every,
@@ -130,19 +139,44 @@ def _config_hparams(config: TrainConfig) -> dict[str, float]:
     return config.hyperparams()
 
 
+def _source_ids(name: str, given, seed_ids: np.ndarray) -> np.ndarray:
+    """Per-seed ids of one source of randomness (init or data order); default: the seed's."""
+    if given is None:
+        return seed_ids
+    if is_int(given):
+        return np.full(len(seed_ids), seed_ids_of([int(given)])[0])
+    ids = np.asarray(given)
+    if ids.shape != seed_ids.shape or not np.issubdtype(ids.dtype, np.integer):
+        raise InputError(f"{name} must be an int or one int per seed ({len(seed_ids)}), got "
+                         f"{given!r}")
+    if ids.min() < 0 or ids.max() >= 2**31:
+        raise InputError(f"{name} must lie in [0, 2**31), got min {ids.min()} max {ids.max()}")
+    return ids.astype(np.int64)
+
+
 @dataclasses.dataclass(frozen=True)
 class Lanes:
-    """What one call trains: lane l is seed `seed_ids[l]` at hyperparameters
-    `hparams[name][l]` (the optimizer's injected ones; see `TrainConfig.hyperparams`)."""
+    """What one call trains: lane l is run `seed_ids[l]`, starting from the init of seed
+    `init_ids[l]`, drawing the mini-batches of seed `data_ids[l]` (both default to the
+    seed's own), at hyperparameters `hparams[name][l]` (the optimizer's injected ones;
+    see `TrainConfig.hyperparams`)."""
 
     seed_ids: np.ndarray  # (L,)
     hparams: dict[str, np.ndarray]  # name -> (L,)
+    init_ids: np.ndarray | None = None  # (L,); None: seed_ids
+    data_ids: np.ndarray | None = None  # (L,); None: seed_ids
+
+    def __post_init__(self):
+        for name in ("init_ids", "data_ids"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, self.seed_ids)
 
     def __len__(self) -> int:
         return len(self.seed_ids)
 
     def take(self, idx: np.ndarray) -> Lanes:
-        return Lanes(self.seed_ids[idx], {k: v[idx] for k, v in self.hparams.items()})
+        return Lanes(self.seed_ids[idx], {k: v[idx] for k, v in self.hparams.items()},
+                     self.init_ids[idx], self.data_ids[idx])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,7 +269,7 @@ def run_plan(problem: Problem, config: TrainConfig, plan: Plan, progress=None,
 
 def _place_lanes(mesh: Mesh, lanes: Lanes) -> dict[str, Any]:
     put = lambda x, dtype: dev.put(np.asarray(x, dtype), dev.seed_sharding(mesh))
-    return {"seed_id": put(lanes.seed_ids, np.int32),
+    return {"init_id": put(lanes.init_ids, np.int32), "data_id": put(lanes.data_ids, np.int32),
             "hparams": {k: put(v, np.float32) for k, v in lanes.hparams.items()}}
 
 
@@ -258,6 +292,7 @@ def _checkpointing(problem: Problem, config: TrainConfig, plan: Plan) -> Checkpo
     fingerprint = checkpoint.fingerprint(
         problem.spec or problem.name, problem.num_params(), config.describe(),
         plan.lanes.seed_ids.tolist(), {k: v.tolist() for k, v in plan.lanes.hparams.items()},
+        plan.lanes.init_ids.tolist(), plan.lanes.data_ids.tolist(),
         np.asarray(jax.random.key_data(plan.key)).tolist(), plan.record)
     if not plan.resume:
         checkpoint.remove(plan.out)  # overwrite=True: stale checkpoints must not resume
@@ -299,6 +334,10 @@ def _collect(trained: Trained, idx: np.ndarray) -> Runs:
     info.update(seeds_per_call=plan.group, unroll=plan.unroll,
                 resumed_from_step=groups[0].resumed_from_step,
                 hyperparams={k: v[idx].tolist() for k, v in plan.lanes.hparams.items()})
+    for name in ("init_ids", "data_ids"):
+        ids = getattr(plan.lanes, name)[idx]
+        if not np.array_equal(ids, seed_ids):
+            info[name] = ids.tolist()
     return Runs(params=cat([g.state.params for g in groups]), init_params=cat(trained.init_params),
                 final_loss=history[:, -1], loss_history=history,
                 eval_steps=np.asarray(groups[0].eval_steps, np.int64),
