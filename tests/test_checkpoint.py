@@ -1,6 +1,7 @@
 """Checkpoints: saved atomically, damaged ones skipped, resumed runs bitwise identical."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -149,3 +150,46 @@ def test_unfinished_checkpoints_are_not_silently_discarded(tmp_path):
     gdlab.train(problems.himmelblau(), cfg, seeds=4, out=tmp_path / "done")
     with pytest.raises(ValueError, match="already holds the finished run"):
         gdlab.train(problems.himmelblau(), cfg, seeds=4, out=tmp_path / "done", resume=True)
+
+
+def _save(out, step, value, fp="f"):
+    return checkpoint.save(out, step, {"x": np.full(3, value, np.float32)},
+                           {"evals": np.zeros((1, 4))}, fp)
+
+
+LIKE = {"x": jax.numpy.zeros(3, jax.numpy.float32)}
+
+
+def test_a_damaged_checkpoint_is_named_with_its_run_and_what_is_used_instead(tmp_path):
+    old, new = _save(tmp_path, 10, 1.0), _save(tmp_path, 20, 2.0)
+    (new / checkpoint.STATE).write_bytes(b"PK\x03\x04 truncated")
+    with pytest.warns(UserWarning, match=rf"skipping checkpoint {re.escape(str(new))} of run "
+                                         rf"'{re.escape(str(tmp_path))}': state.npz does not "
+                                         rf"match its checksum.*trying the older checkpoint "
+                                         rf"{old.name}"):
+        step, state, _ = checkpoint.load_latest(tmp_path, LIKE, "f")
+    assert step == 10 and float(state["x"][0]) == 1.0
+    (old / checkpoint.META).write_text("{")
+    with pytest.warns(UserWarning) as caught:
+        assert checkpoint.load_latest(tmp_path, LIKE, "f") is None
+    last = str(caught[-1].message)
+    assert "meta.json' is truncated or corrupt" in last and old.name in last
+    assert "no older checkpoint is left, so training starts from step 0" in last
+
+
+def test_resaving_a_step_keeps_the_old_checkpoint_until_the_new_one_is_whole(tmp_path):
+    first, second = _save(tmp_path, 5, 1.0), _save(tmp_path, 5, 2.0)
+    assert (first.name, second.name) == ("step-000000000005", "step-000000000005.1")
+    step, state, _ = checkpoint.load_latest(tmp_path, LIKE, "f")
+    assert step == 5 and float(state["x"][0]) == 2.0
+
+
+def test_leftovers_of_killed_checkpoint_writes_are_not_checkpoints_and_get_cleaned(tmp_path):
+    root = checkpoint.directory(tmp_path)
+    (root / ".tmp-step-000000000003").mkdir(parents=True)
+    (root / ".trash-step-000000000001-abcd").mkdir()
+    assert not checkpoint.exists(tmp_path)
+    _save(tmp_path, 4, 1.0)
+    assert sorted(p.name for p in root.iterdir()) == ["step-000000000004"]
+    checkpoint.remove(tmp_path)
+    assert not root.exists() and list(tmp_path.iterdir()) == []

@@ -30,6 +30,19 @@ def test_save_load_round_trips_bit_for_bit(ts_runs, tmp_path):
     assert np.array_equal(loaded.diverged, ts_runs.diverged)
     assert loaded.timings == ts_runs.timings
     assert loaded.manifest["problem"]["name"] == "teacher_student"
+    assert loaded.metrics.keys() == ts_runs.metrics.keys()
+    for name, values in ts_runs.metrics.items():
+        assert np.array_equal(loaded.metrics[name], values), name
+
+
+def test_loading_with_the_problem_rebuilds_its_params_tree(ts_runs, tmp_path):
+    problem = problems.teacher_student(d_in=2, hidden=3, n=64)
+    loaded = gdlab.load_runs(ts_runs.save(tmp_path / "run"), problem=problem)
+    assert jax.tree.structure(loaded.params) == jax.tree.structure(problem.params_shape())
+    for a, b in zip(jax.tree.leaves(loaded.params), jax.tree.leaves(ts_runs.params), strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    with pytest.raises(ValueError, match=r"problem must be a gdlab\.Problem"):
+        gdlab.load_runs(tmp_path / "run", problem="teacher_student")
 
 
 def test_manifest_records_what_reproduces_the_run(ts_runs):
@@ -76,13 +89,14 @@ def test_load_from_an_empty_directory_raises(tmp_path):
 
 
 def test_tree_encoding_round_trips_nested_containers():
-    tree = {"a": [np.ones(2), (np.zeros(1), None)], "b": np.float32(3.0)}
+    tree = {"a": [np.ones(2), (np.zeros(1), None)], "b": np.float32(3.0), "c": {1: np.ones(1)}}
     arrays = {}
     skeleton = store.encode_tree(tree, "p", arrays)
     back = store.decode_tree(json.loads(json.dumps(skeleton)), arrays)
     assert jax.tree.structure(back) == jax.tree.structure(tree)
-    with pytest.raises(ValueError, match="non-string keys"):
-        store.encode_tree({1: np.ones(1)}, "p", {})
+    assert sorted(arrays) == ["p['a'][0]", "p['a'][1][0]", "p['b']", "p['c'][1]"]
+    with pytest.raises(ValueError, match=r"dict key \(1,\) is a tuple"):
+        store.encode_tree({(1,): np.ones(1)}, "p", {})
 
 
 def test_trajectory_records_the_first_seeds_at_every_evaluation(tmp_path):
@@ -127,7 +141,7 @@ def test_seeds_in_groups_give_the_same_runs_as_all_at_once(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(seeds_per_call=0), "seeds_per_call must be a positive integer"),
+    (dict(seeds_per_call=0), "seeds_per_call must be (a positive integer|an integer >= 1)"),
     (dict(seeds_per_call=2, trajectories=3), "trajectories=3 is more than the 2 seeds"),
 ])
 def test_bad_seed_groups_are_rejected(kwargs, match):

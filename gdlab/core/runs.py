@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
+import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gdlab._checks import InputError
+from gdlab._checks import InputError, check_type
 from gdlab.core import store
+from gdlab.problem import Problem
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: leaves keyed by tree path, any pytree, arrays' SHA-256 (1: gdlab 0.2)
+_READABLE = (1, 2)
+_TREES = {"params": 1, "init_params": 1, "trajectory": 2}  # leading axes: (S,) or (K, E)
 _ARRAY_FIELDS = ("final_loss", "loss_history", "eval_steps", "eval_seconds", "diverged_at",
                  "seed_ids")
 
@@ -36,6 +40,9 @@ class Runs:
         the step-0 measurement), total_seconds,
         seed_steps_per_second.
       manifest: config, problem, key, versions, devices, XLA flags, git revision.
+      metrics: {"train/loss": (S, E), "train/<metric>", "test/loss", "test/<metric>"}: the
+        loss and every `problem.metrics` on the training data (or `eval_data`, then the
+        prefix is "eval/") and on `problem.test_data`, at each evaluation.
       trajectory: params of the first K seeds at every evaluation, leaves shaped
         (K, E, ...), when `train(..., trajectories=K)` asked for them; else None.
     """
@@ -51,6 +58,14 @@ class Runs:
     timings: dict[str, float]
     manifest: dict[str, Any]
     trajectory: Any = None
+    metrics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    def final(self, name: str) -> np.ndarray:
+        """(S,) last measurement of metric `name` (e.g. "test/accuracy")."""
+        if name not in self.metrics:
+            raise InputError(f"no metric {name!r} in these runs; measured: "
+                             f"{', '.join(self.metrics) or 'none'}")
+        return self.metrics[name][:, -1]
 
     @property
     def diverged(self) -> np.ndarray:
@@ -90,36 +105,116 @@ class Runs:
                                          "source": "from_endpoints"})
 
     def save(self, directory: str | os.PathLike, overwrite: bool = False) -> Path:
-        """Write the run directory atomically (arrays first, metadata last).
+        """Write the run directory as one atomic switch: the old save or the new, never a mix.
 
-        Refuses a directory that already holds a run unless `overwrite=True`.
+        Params may be any pytree of arrays (dicts, NamedTuples, flax nnx State, equinox
+        modules, ...). Other files in the directory (report, figures, checkpoints) are
+        kept; see `gdlab.core.store` for the protocol.
+
+        Args:
+          directory: the run directory (created if missing).
+          overwrite: replace a run already saved there (else an InputError).
+
+        Returns:
+          The run directory.
         """
-        path = store.check_writable(directory, overwrite)
         arrays = {name: np.asarray(getattr(self, name)) for name in _ARRAY_FIELDS}
-        trees = {"params": store.encode_tree(self.params, "params", arrays),
-                 "init_params": store.encode_tree(self.init_params, "init_params", arrays)}
-        if self.trajectory is not None:
-            trees["trajectory"] = store.encode_tree(self.trajectory, "trajectory", arrays)
-        store.write_arrays(path / store.ARRAYS, arrays)
-        store.write_json(path / store.METADATA, {
+        arrays.update({f"metrics/{k}": np.asarray(v) for k, v in self.metrics.items()})
+        trees = {name: store.encode_tree(getattr(self, name), name, arrays)
+                 for name in _TREES if name != "trajectory" or self.trajectory is not None}
+        return store.save_run(directory, arrays, {
             "format_version": FORMAT_VERSION, "trees": trees, "timings": self.timings,
-            "manifest": self.manifest})
-        return path
+            "manifest": self.manifest}, overwrite)
 
 
-def load_runs(directory: str | os.PathLike) -> Runs:
-    """Load a run directory written by `Runs.save`; arrays round-trip bit for bit."""
-    path = Path(directory)
-    if not store.holds_run(path):
-        raise InputError(f"{str(path)!r} holds no saved run (no {store.METADATA})")
-    meta = json.loads((path / store.METADATA).read_text())
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise InputError(f"{str(path)!r}: run format {meta.get('format_version')!r} is not "
-                         f"supported (this gdlab reads format {FORMAT_VERSION})")
-    arrays = store.read_arrays(path / store.ARRAYS)
-    return Runs(params=store.decode_tree(meta["trees"]["params"], arrays),
-                init_params=store.decode_tree(meta["trees"]["init_params"], arrays),
-                **{name: arrays[name] for name in _ARRAY_FIELDS},
-                timings=meta["timings"], manifest=meta["manifest"],
-                trajectory=store.decode_tree(meta["trees"]["trajectory"], arrays)
-                if "trajectory" in meta["trees"] else None)
+def load_runs(directory: str | os.PathLike, problem: Problem | None = None) -> Runs:
+    """Load a run directory written by `Runs.save`; arrays round-trip bit for bit.
+
+    Args:
+      directory: the run directory (gdlab 0.2 runs load too).
+      problem: the run's `gdlab.Problem`: params are rebuilt into the exact pytree of
+        `problem.params_shape()` (paths, shapes and dtypes checked). Without it, dict,
+        list, tuple and None nodes are rebuilt exactly and any other node (NamedTuple,
+        nnx State, equinox module, ...) as a dict keyed by its path segments, with a
+        warning that says so.
+
+    Returns:
+      The `gdlab.Runs`; an InputError naming the file if the run is damaged or torn.
+    """
+    path, meta, arrays = store.read_run(directory)
+    version = meta.get("format_version")
+    if version not in _READABLE:
+        raise InputError(f"run {str(path)!r}: format {version!r} is not supported (this gdlab "
+                         f"reads formats {', '.join(map(str, _READABLE))})")
+    like = _params_like(problem)
+    replaced: set[str] = set()
+    trees = {name: _load_tree(meta["trees"][name], arrays, like, lead, name, replaced)
+             for name, lead in _TREES.items() if name in meta["trees"]}
+    if replaced:
+        warnings.warn(f"run {str(path)!r}: its params hold {', '.join(sorted(replaced))} nodes, "
+                      "which cannot be rebuilt without their classes; they are returned as "
+                      "dicts keyed by path segments. Pass problem= to load_runs for the exact "
+                      "pytree", stacklevel=2)
+    missing = [name for name in _ARRAY_FIELDS if name not in arrays]
+    if missing:
+        raise InputError(f"run {str(path)!r}: {store.ARRAYS} lacks {', '.join(missing)}")
+    return Runs(**trees, **{name: arrays[name] for name in _ARRAY_FIELDS},
+                metrics={k.removeprefix("metrics/"): v for k, v in arrays.items()
+                         if k.startswith("metrics/")},
+                timings=meta["timings"], manifest=meta["manifest"])
+
+
+def _params_like(problem: Problem | None) -> Any:
+    if problem is None:
+        return None
+    check_type("problem", problem, Problem, "a gdlab.Problem (the run's problem) or None")
+    return problem.params_shape()
+
+
+def _load_tree(skeleton: dict, arrays: dict[str, np.ndarray], like: Any, lead: int, name: str,
+               replaced: set[str]) -> Any:
+    """One saved pytree: into `like`'s structure when given, else from its skeleton."""
+    if like is None:
+        return store.decode_tree(skeleton, arrays, replaced)
+    return store.unflatten_like(like, store.saved_leaves(skeleton, arrays), lead, name)
+
+
+class UnsavedRun(OSError):
+    """Training finished but its run could not be written where asked.
+
+    Attributes:
+      runs: the `Runs`, still in memory.
+      rescued: where the run was saved instead (None if that failed too).
+    """
+
+    def __init__(self, message: str, runs: Runs, rescued: Path | None):
+        super().__init__(message)
+        self.runs, self.rescued = runs, rescued
+
+
+def save_or_rescue(runs: Runs, directory: str | os.PathLike, overwrite: bool = False) -> Path:
+    """`runs.save(directory)`; if that fails, save to a temporary directory and say where.
+
+    Args:
+      runs: the run to save.
+      directory: the run directory.
+      overwrite: replace a run already saved there.
+
+    Returns:
+      The run directory; raises `UnsavedRun` (naming the rescue directory) if the save
+      failed (disk full, directory removed or made read-only during training, ...).
+    """
+    try:
+        return runs.save(directory, overwrite=overwrite)
+    except (OSError, InputError) as err:
+        name = str(runs.manifest.get("problem", {}).get("name", "run"))
+        try:
+            rescued = runs.save(Path(tempfile.mkdtemp(prefix=f"gdlab-unsaved-{name[:40]}-")),
+                                overwrite=True)
+        except (OSError, InputError) as again:
+            raise UnsavedRun(f"the run could not be saved to {str(directory)!r} ({err}), nor to "
+                             f"a temporary directory ({again}); the Runs object is attached "
+                             "to this error as .runs", runs, None) from err
+        raise UnsavedRun(f"the run could not be saved to {str(directory)!r} ({err}); it was "
+                         f"saved to {str(rescued)!r} instead: load it from there, or move it "
+                         "once the problem is fixed", runs, rescued) from err

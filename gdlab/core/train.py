@@ -104,15 +104,19 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
                              for k, v in _config_hparams(config).items()},
                   _source_ids("init_seeds", init_seeds, seed_ids),
                   _source_ids("data_seeds", data_seeds, seed_ids))
-    plan = make_plan(problem, config, lanes, key, eval_data=eval_data, devices=devices,
-                     seed_block=seed_block, out=out, overwrite=overwrite,
-                     trajectories=trajectories, checkpoint_every=checkpoint_every,
-                     resume=resume, seeds_per_call=seeds_per_call, unroll=unroll)
-    with _run_metrics(plan, on_eval) as callback:
-        result = run_plan(problem, config, plan, progress, callback)
-    runs = result.runs(slice(None))
-    if plan.out is not None:
-        _save(runs, plan, overwrite or resume)
+    try:  # `out` is locked from its check until the run is saved, or this call fails
+        plan = make_plan(problem, config, lanes, key, eval_data=eval_data, devices=devices,
+                         seed_block=seed_block, out=out, overwrite=overwrite,
+                         trajectories=trajectories, checkpoint_every=checkpoint_every,
+                         resume=resume, seeds_per_call=seeds_per_call, unroll=unroll)
+        with _run_metrics(plan, on_eval) as callback:
+            result = run_plan(problem, config, plan, progress, callback)
+        runs = result.runs(slice(None))
+        if plan.out is not None:
+            _save(runs, plan, overwrite or resume)
+    finally:
+        if out is not None:
+            store.release_lock(out)
     return runs
 
 
