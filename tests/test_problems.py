@@ -24,7 +24,8 @@ def test_check_grads_on_every_builtin(name):
     batch = _small_batch(problem)
     f = lambda p: problem.loss(p, batch)
     # float32 central differences: loose tolerance, but a wrong gradient is off by O(1).
-    check_grads(f, (params,), order=1, modes=("rev",), eps=1e-2, atol=5e-2, rtol=5e-2)
+    # A small step keeps the differences of ReLU nets (digits, mnist1d) off their kinks.
+    check_grads(f, (params,), order=1, modes=("rev",), eps=1e-3, atol=5e-2, rtol=5e-2)
 
 
 @pytest.mark.parametrize("name", ALL)

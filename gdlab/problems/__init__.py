@@ -1,11 +1,22 @@
-"""Built-in problems: convex controls, 2-D test surfaces, neural networks."""
+"""Built-in problems (convex controls, 2-D surfaces, neural nets, real data) and adapters."""
 
 from collections.abc import Callable
 
 from gdlab._checks import InputError
 from gdlab.problem import Problem
+from gdlab.problems.adapters import (
+    CLASSIFICATION_METRICS,
+    accuracy,
+    cross_entropy,
+    error,
+    from_equinox,
+    from_flax,
+    from_nnx,
+    metrics_from_outputs,
+)
 from gdlab.problems.convex import least_squares, logistic_regression, quadratic
-from gdlab.problems.neural import MLP, from_flax, teacher_student, two_spirals
+from gdlab.problems.datasets import digits, mnist1d
+from gdlab.problems.neural import CNN, MLP, teacher_student, two_spirals
 from gdlab.problems.surfaces import (
     branin,
     himmelblau,
@@ -30,6 +41,8 @@ BUILTINS: dict[str, Callable[[], Problem]] = {
     "rosenbrock": rosenbrock,
     "teacher_student": teacher_student,
     "two_spirals": two_spirals,
+    "digits": digits,
+    "mnist1d": mnist1d,
 }
 
 
@@ -50,7 +63,9 @@ def from_spec(spec: dict) -> Problem:
 
 
 __all__ = [
-    "BUILTINS", "MLP", "branin", "from_flax", "from_spec", "get", "himmelblau", "least_squares",
-    "logistic_regression", "quadratic", "rastrigin", "rosenbrock", "six_hump_camel",
-    "styblinski_tang", "teacher_student", "three_hump_camel", "two_spirals",
+    "BUILTINS", "CLASSIFICATION_METRICS", "CNN", "MLP", "accuracy", "branin", "cross_entropy",
+    "digits", "error", "from_equinox", "from_flax", "from_nnx", "from_spec", "get",
+    "himmelblau", "least_squares", "logistic_regression", "metrics_from_outputs", "mnist1d",
+    "quadratic", "rastrigin", "rosenbrock", "six_hump_camel", "styblinski_tang",
+    "teacher_student", "three_hump_camel", "two_spirals",
 ]

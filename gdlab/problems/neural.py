@@ -1,4 +1,8 @@
-"""Neural problems defined with flax, and an adapter for a user's own flax module."""
+"""Built-in neural networks (flax linen) and the neural built-in problems.
+
+The adapters for your own models (`from_flax`, `from_nnx`, `from_equinox`) live in
+`gdlab.problems.adapters`; `from_flax` is re-exported here for older imports.
+"""
 
 from __future__ import annotations
 
@@ -13,62 +17,57 @@ import optax
 
 from gdlab._checks import InputError
 from gdlab.atlas.symmetry import tanh_mlp_canonical
-from gdlab.problem import Problem, builtin, num_data_points
+from gdlab.problem import Problem, builtin
+from gdlab.problems.adapters import from_flax
+
+# Hidden-layer activations by name (gelu: flax's tanh approximation).
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": nn.relu, "tanh": jnp.tanh, "gelu": nn.gelu}
+
+
+def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
+    """The activation called `name` (one of `ACTIVATIONS`), or an InputError."""
+    if name not in ACTIVATIONS:
+        raise InputError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]
 
 
 class MLP(nn.Module):
-    """Fully connected network: tanh hidden layers, linear output."""
+    """Fully connected network: hidden layers with `activation` (tanh), linear output.
+
+    `hidden=()` is a linear model (logistic regression with a cross-entropy loss).
+    """
 
     hidden: Sequence[int]
     out: int = 1
+    activation: str = "tanh"
 
     @nn.compact
     def __call__(self, x):
+        act = activation_fn(self.activation)
         for width in self.hidden:
-            x = jnp.tanh(nn.Dense(width)(x))
+            x = act(nn.Dense(width)(x))
         return nn.Dense(self.out)(x)
 
 
-def from_flax(module: nn.Module, x: jax.typing.ArrayLike, y: jax.typing.ArrayLike,
-              per_example_loss: Callable[[jax.Array, jax.Array], jax.Array],
-              name: str = "flax", description: str = "") -> Problem:
-    """Turn a flax linen module, a dataset and a per-example loss into a Problem.
+class CNN(nn.Module):
+    """Convolutions (stride 1, SAME padding) with `activation`, then a linear output.
 
-    Params are the module's `"params"` collection; modules with other mutable
-    collections (batch statistics, caches) are not supported.
-
-    Args:
-      module: a `flax.linen.Module` mapping a batch of inputs to a batch of outputs.
-      x: inputs, leading axis N.
-      y: targets, leading axis N.
-      per_example_loss: `loss(prediction_i, target_i) -> scalar` for one example;
-        the Problem's loss is its mean over the batch.
-      name: problem name used in reports.
-
-    Example:
-      >>> p = from_flax(MLP(hidden=(16,)), x, y, lambda p, t: 0.5 * jnp.sum((p - t) ** 2))
+    Inputs are `(B, *spatial, channels)`: `(B, 8, 8, 1)` images with a 2-D kernel or
+    `(B, 40, 1)` signals with a 1-D kernel (`kernel_size` has one entry per spatial axis).
     """
-    data = {"x": jnp.asarray(x), "y": jnp.asarray(y)}
-    num_data_points(data, where=f"from_flax({name!r}) data")
-    example_x = data["x"][:1]
-    variables = jax.eval_shape(module.init, jax.random.key(0), example_x)
-    extra = sorted(set(variables) - {"params"})
-    if extra:
-        raise InputError(f"from_flax({name!r}): module has collections {extra} besides "
-                         "'params'; only stateless modules (params only) are supported")
 
-    def init(key):
-        return module.init(key, example_x)["params"]
+    channels: Sequence[int] = (8,)
+    kernel_size: Sequence[int] = (3, 3)
+    out: int = 10
+    activation: str = "relu"
 
-    def loss(params, batch):
-        pred = module.apply({"params": params}, batch["x"])
-        return jnp.mean(jax.vmap(per_example_loss)(pred, batch["y"]))
-
-    def predict(params, batch):
-        return module.apply({"params": params}, batch["x"])
-
-    return Problem(name=name, init=init, loss=loss, data=data, predict=predict,
-                   description=description)
+    @nn.compact
+    def __call__(self, x):
+        act = activation_fn(self.activation)
+        for features in self.channels:
+            x = act(nn.Conv(features, tuple(self.kernel_size), padding="SAME")(x))
+        return nn.Dense(self.out)(x.reshape(x.shape[0], -1))
 
 
 def _half_squared_error(pred, target):
