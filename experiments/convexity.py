@@ -22,7 +22,7 @@ import numpy as np
 import gdlab
 from gdlab import plots, problems
 from gdlab._tree import flatten_seeds
-from gdlab.atlas.minima import find_minima, match_known_minima
+from gdlab.atlas.minima import classify_endpoints, map_minima, match_known_minima
 from gdlab.atlas.symmetry import align_tanh_mlp
 from gdlab.landscape.paths import barrier_matrix
 from gdlab.studies import markdown_table, study_dir, study_main, write_text
@@ -35,7 +35,7 @@ class Entry:
     config: gdlab.TrainConfig
     seeds: int
     kwargs: tuple = ()
-    atlas_kwargs: tuple = ()
+    atlas_kwargs: tuple = ()  # classify_endpoints options (grad_tol, hess_tol, ...)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +74,8 @@ def run_entry(entry: Entry, config: Config, out: Path) -> tuple[list, gdlab.Runs
     paths = min(config.trajectories, entry.seeds) if problem.num_params() == 2 else 0
     runs = gdlab.train(problem, entry.config, seeds=entry.seeds, key=0, out=out / entry.problem,
                        trajectories=paths)
-    atlas = find_minima(problem, runs, **dict(entry.atlas_kwargs))
+    endpoints = classify_endpoints(problem, runs, **dict(entry.atlas_kwargs))
+    atlas = map_minima(problem, runs, endpoints)
     _figures(problem, runs, atlas, out)
     known = "-"
     if problem.known_minima:

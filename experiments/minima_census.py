@@ -28,7 +28,7 @@ import numpy as np
 import gdlab
 from gdlab import plots, problems
 from gdlab._tree import flatten_seeds
-from gdlab.atlas.minima import find_minima
+from gdlab.atlas.minima import classify_endpoints, map_minima
 from gdlab.atlas.symmetry import align_tanh_mlp
 from gdlab.landscape.paths import barrier_matrix
 from gdlab.stats import chao1, wilson_interval
@@ -69,7 +69,8 @@ def run(config: Config, out=None) -> Path:
     problem = problems.teacher_student(d_in=config.d_in, hidden=config.hidden, n=config.n,
                                        key=config.data_key)
     runs = gdlab.train(problem, config.train, seeds=config.seeds, key=0, out=out / "run")
-    atlas = find_minima(problem, runs, grad_tol=config.grad_tol)
+    endpoints = classify_endpoints(problem, runs, grad_tol=config.grad_tol)  # once: Hessians
+    atlas = map_minima(problem, runs, endpoints)
     print(f"  {atlas.num_minima} minima, {atlas.num_symmetry_classes} modulo symmetry, "
           f"{atlas.num_function_classes} functions")
     sweep = tolerance_sweep(problem, runs, atlas, config)
@@ -84,15 +85,15 @@ def run(config: Config, out=None) -> Path:
 
 
 def tolerance_sweep(problem, runs, atlas, config: Config) -> dict:
-    """Counts at several distance tolerances, with and without merging flat valleys."""
+    """Counts at several distance tolerances, with and without merging flat valleys (the
+    atlas's endpoints mapped again: no gradient or Hessian is recomputed)."""
     base = atlas.tolerances["dist_tol"]
     tols = [base * f for f in config.tolerance_factors]
     counts = {"raw": [], "modulo symmetry": [], "functions": [],
               "raw (distance only)": [], "modulo symmetry (distance only)": []}
     for tol in tols:
         for connect, suffix in ((True, ""), (False, " (distance only)")):
-            a = find_minima(problem, runs, grad_tol=config.grad_tol, dist_tol=tol,
-                            connect=connect)
+            a = map_minima(problem, runs, atlas.endpoints, dist_tol=tol, connect=connect)
             counts["raw" + suffix].append(a.num_minima)
             counts["modulo symmetry" + suffix].append(a.num_symmetry_classes)
             if connect:

@@ -22,14 +22,21 @@ _devices.default_compilation_cache()  # compiled programs kept on disk across pr
 from gdlab import atlas, batch, costs, landscape, problems
 from gdlab._checks import InputError
 from gdlab.atlas import symmetry
-from gdlab.atlas.minima import Atlas, Minimum, find_minima
+from gdlab.atlas.minima import (
+    Atlas,
+    Endpoints,
+    Minimum,
+    classify_endpoints,
+    find_minima,
+    map_minima,
+)
 from gdlab.batch.noise import NoiseScale, NoiseTrace, noise_scale, track_noise_scale
 from gdlab.batch.scaling import ScalingFit, fit_scaling
 from gdlab.batch.sizes import BatchSweep, sweep_batch_size
 from gdlab.config import TrainConfig
 from gdlab.core.checkpoint import Preempted
 from gdlab.core.devices import initialize_distributed
-from gdlab.core.runs import Runs, load_runs
+from gdlab.core.runs import Runs, UnsavedRun, load_runs
 from gdlab.core.sweep import Sweep, sweep
 from gdlab.core.train import train
 from gdlab.costs.model import TimeModel, fit_power_law
@@ -42,10 +49,44 @@ try:  # one version source: pyproject.toml, as installed
 except _metadata.PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["Atlas", "BatchSweep", "InputError", "KnownMinimum", "Minimum", "NoiseScale",
-           "NoiseTrace", "PartCost", "Preempted", "Problem", "Runs", "ScalingFit",
-           "StepProfile", "StepProfiler", "Sweep", "TimeModel", "TrainConfig", "atlas", "batch",
-           "costs", "curvature", "find_minima", "fit_power_law", "fit_scaling",
-           "initialize_distributed", "landscape", "load_runs", "noise_scale", "problems",
-           "profile_step", "sweep", "sweep_batch_size", "symmetry", "track_noise_scale",
-           "train"]
+__all__ = [
+    "Atlas",
+    "BatchSweep",
+    "Endpoints",
+    "InputError",
+    "KnownMinimum",
+    "Minimum",
+    "NoiseScale",
+    "NoiseTrace",
+    "PartCost",
+    "Preempted",
+    "Problem",
+    "Runs",
+    "ScalingFit",
+    "StepProfile",
+    "StepProfiler",
+    "Sweep",
+    "TimeModel",
+    "TrainConfig",
+    "UnsavedRun",
+    "atlas",
+    "batch",
+    "classify_endpoints",
+    "costs",
+    "curvature",
+    "find_minima",
+    "fit_power_law",
+    "fit_scaling",
+    "initialize_distributed",
+    "landscape",
+    "load_runs",
+    "map_minima",
+    "noise_scale",
+    "problems",
+    "profile_step",
+    "sweep",
+    "sweep_batch_size",
+    "symmetry",
+    "track_noise_scale",
+    "train",
+]

@@ -269,8 +269,9 @@ def cmd_problems() -> int:
 def cmd_minima(args) -> int:
     import gdlab
     from gdlab import problems
-    runs = gdlab.load_runs(args.run_dir)
-    problem = problems.from_spec(runs.manifest.get("problem", {}).get("spec"))
+    manifest = gdlab.load_runs(args.run_dir).manifest  # to learn which problem it is
+    problem = problems.from_spec(manifest.get("problem", {}).get("spec"))
+    runs = gdlab.load_runs(args.run_dir, problem=problem)  # params in the problem's tree
     atlas = gdlab.find_minima(problem, runs, grad_tol=args.grad_tol, dist_tol=args.dist_tol)
     s = atlas.summary()
     print(f"{problem.name}: {runs.num_seeds} seeds -> {s['minima']} minima, "

@@ -1,4 +1,4 @@
-"""Small statistics: Wilson intervals, Chao1 richness, least-squares fits."""
+"""Small statistics: Wilson intervals, Chao1 richness, class labels."""
 
 from __future__ import annotations
 
@@ -28,3 +28,11 @@ def chao1(counts: np.ndarray) -> float:
     counts = counts[counts > 0]
     f1, f2 = int(np.sum(counts == 1)), int(np.sum(counts == 2))
     return float(len(counts) + f1 * (f1 - 1) / (2 * (f2 + 1)))
+
+
+def first_seen(labels: np.ndarray) -> np.ndarray:
+    """Renumber labels 0..K-1 in order of first appearance."""
+    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    return rank[inverse.reshape(np.shape(labels))]

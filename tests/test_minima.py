@@ -8,7 +8,7 @@ import gdlab
 from gdlab import problems
 from gdlab._tree import flatten_one, flatten_seeds
 from gdlab.atlas.cluster import cluster_points, join_partitions
-from gdlab.atlas.minima import find_minima
+from gdlab.atlas.minima import classify_endpoints, find_minima, map_minima
 from gdlab.atlas.symmetry import align_tanh_mlp, tanh_mlp_canonical
 from gdlab.landscape.curvature import exact_extremes, lanczos_extremes
 from gdlab.landscape.paths import connected_groups
@@ -174,6 +174,55 @@ def test_bad_tolerances_raise(kw):
         find_minima(problems.himmelblau(), runs, **kw)
 
 
+def test_find_minima_is_classify_then_map_and_reuses_endpoints():
+    problem = problems.himmelblau()
+    runs = train(problem, 0.01, 1000, 300)
+    endpoints = classify_endpoints(problem, runs)
+    atlas = find_minima(problem, runs)
+    for other in (map_minima(problem, runs, endpoints),
+                  find_minima(problem, runs, endpoints=atlas.endpoints)):
+        np.testing.assert_array_equal(other.labels, atlas.labels)
+        np.testing.assert_array_equal(other.hessian_extremes, atlas.hessian_extremes)
+        assert other.tolerances == atlas.tolerances and other.num_minima == 4
+    strict = endpoints.grad_tol / 1e3  # re-thresholded from the stored gradient norms
+    again = find_minima(problem, runs, endpoints=endpoints, grad_tol=strict)
+    fresh = find_minima(problem, runs, grad_tol=strict)
+    np.testing.assert_array_equal(again.status, fresh.status)
+    np.testing.assert_array_equal(again.labels, fresh.labels)
+    assert again.tolerances["grad_tol"] == strict
+
+
+def test_endpoints_measure_every_seed_that_did_not_diverge():
+    problem = gdlab.Problem(name="quartic", init=lambda k: 2.0 * jax.random.normal(k, (1,)),
+                            loss=lambda x, b: jnp.sum(x ** 4))
+    runs = train(problem, 0.1, 50, 32)
+    assert 0 < runs.diverged.sum() < 32
+    endpoints = classify_endpoints(problem, runs, grad_tol=1e-2)
+    assert np.isnan(endpoints.hessian_extremes[runs.diverged]).all()
+    assert np.isfinite(endpoints.hessian_extremes[~runs.diverged]).all()
+    assert np.all(endpoints.status[runs.diverged] == "diverged")
+    loose = endpoints.with_tolerances(grad_tol=1e3)
+    assert np.all(loose.status[~runs.diverged] == "minimum")
+
+
+def test_bad_endpoints_and_classification_options_raise():
+    problem = problems.himmelblau()
+    runs, other = train(problem, 0.01, 10, 4), train(problem, 0.01, 10, 5)
+    endpoints = classify_endpoints(problem, runs)
+    with pytest.raises(gdlab.InputError, match="endpoints classify 4 seeds"):
+        map_minima(problem, other, endpoints)
+    with pytest.raises(gdlab.InputError, match=r"endpoints must be gdlab\.atlas\.Endpoints"):
+        map_minima(problem, runs, None)
+    with pytest.raises(gdlab.InputError, match="lanczos_iters must be an integer >= 1, got 0"):
+        classify_endpoints(problem, runs, lanczos_iters=0)
+    with pytest.raises(gdlab.InputError, match="max_exact_params must be an integer >= 0"):
+        classify_endpoints(problem, runs, max_exact_params=-1)
+    with pytest.raises(gdlab.InputError, match="grad_tol must be a finite number > 0"):
+        endpoints.with_tolerances(grad_tol=-1.0)
+    with pytest.raises(gdlab.InputError, match="dist_tol must be a finite number > 0"):
+        map_minima(problem, runs, endpoints, dist_tol=0.0)
+
+
 def test_all_diverged_gives_no_minima_not_a_crash():
     problem = gdlab.Problem(name="quartic", init=lambda k: jnp.full((1,), 10.0),
                             loss=lambda x, b: jnp.sum(x ** 4))
@@ -246,10 +295,9 @@ def test_connected_groups_needs_equal_losses_and_a_flat_path():
     problem = gdlab.Problem(name="tilted", init=lambda k: jax.random.normal(k, (2,)), data=None,
                             loss=lambda p, b: (p[0] ** 2 - 1.0) ** 2 + 0.01 * p[1])
     pts = np.array([[1.0, 0.0], [1.0, 1.0], [-1.0, 0.0]])
-    unravel = lambda v: v
     # Along w1 the loss rises by 0.01 per unit: joined under a loose tolerance only.
-    assert connected_groups(problem, pts, unravel, tol=0.02).tolist() == [0, 0, 1]
-    assert connected_groups(problem, pts, unravel, tol=0.005).tolist() == [0, 1, 2]
+    assert connected_groups(problem, pts, tol=0.02).tolist() == [0, 0, 1]
+    assert connected_groups(problem, pts, tol=0.005).tolist() == [0, 1, 2]
 
 
 def test_join_partitions_links_through_either_relation():

@@ -1,12 +1,24 @@
 """The minima atlas: which minimum each seed landed in, and which minima are the same.
 
-`minima` classifies endpoints and maps them into minima, `cluster` groups points within a
-tolerance, `symmetry` holds the canonical forms and weight matching of network symmetries.
+`minima` classifies endpoints (`classify_endpoints`, once per run) and maps them into
+minima (`map_minima`, at any tolerance; `find_minima` does both), `cluster` groups points
+within a tolerance, `symmetry` holds the canonical forms and weight matching of network
+symmetries.
 """
 
 from gdlab.atlas import symmetry
 from gdlab.atlas.cluster import cluster_points, first_seen, join_partitions
-from gdlab.atlas.minima import Atlas, KnownMatch, Minimum, find_minima, match_known_minima
+from gdlab.atlas.minima import (
+    Atlas,
+    Endpoints,
+    KnownMatch,
+    Minimum,
+    classify_endpoints,
+    find_minima,
+    map_minima,
+    match_known_minima,
+)
 
-__all__ = ["Atlas", "KnownMatch", "Minimum", "cluster_points", "find_minima", "first_seen",
-           "join_partitions", "match_known_minima", "symmetry"]
+__all__ = ["Atlas", "Endpoints", "KnownMatch", "Minimum", "classify_endpoints",
+           "cluster_points", "find_minima", "first_seen", "join_partitions", "map_minima",
+           "match_known_minima", "symmetry"]

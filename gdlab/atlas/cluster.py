@@ -15,7 +15,8 @@ from scipy.cluster.hierarchy import DisjointSet
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from gdlab._checks import InputError
+from gdlab._checks import InputError, check_positive
+from gdlab.stats import first_seen
 
 
 def _canonical_order(x_SP: np.ndarray) -> np.ndarray:
@@ -77,8 +78,7 @@ def cluster_points(x_SP: np.ndarray, tol: float) -> np.ndarray:
     x_SP = np.asarray(x_SP, np.float64)
     if x_SP.ndim != 2:
         raise InputError(f"expected an (S, P) array, got shape {x_SP.shape}")
-    if not tol > 0:
-        raise InputError(f"tol must be > 0, got {tol!r}")
+    tol = check_positive("tol", tol)
     if len(x_SP) == 0:
         return np.zeros(0, np.int64)
     order = _canonical_order(x_SP)
@@ -86,14 +86,6 @@ def cluster_points(x_SP: np.ndarray, tol: float) -> np.ndarray:
     labels = np.empty(len(x_SP), np.int64)
     labels[order] = first_seen(labels_sorted)  # numbered in canonical order
     return labels
-
-
-def first_seen(labels: np.ndarray) -> np.ndarray:
-    """Renumber labels 0..K-1 in order of first appearance."""
-    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
-    rank = np.empty(len(first), np.int64)
-    rank[np.argsort(first)] = np.arange(len(first))
-    return rank[inverse.reshape(np.shape(labels))]
 
 
 def join_partitions(a: np.ndarray, b: np.ndarray) -> np.ndarray:

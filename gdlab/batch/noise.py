@@ -13,8 +13,8 @@ norms of mini-batch gradients at two batch sizes (McCandlish et al., appendix A.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from gdlab._checks import InputError
+from gdlab._checks import InputError, check_choice, check_int, is_int
 from gdlab.batch import lanes
 from gdlab.config import TrainConfig
 from gdlab.core.sampling import gather
@@ -136,38 +136,40 @@ def two_batch_parts(loss, params: PyTree, data: PyTree, key: jax.Array, small: i
             "grad_norm_sq": (big * big_sq - small * small_sq) / (big - small)}
 
 
-def _positive_int(name: str, value: Any, high: int | None = None) -> int:
-    bad = isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1
-    if bad or (high is not None and value > high):
-        valid = "an integer >= 1" if high is None else f"an integer in 1..{high}"
-        raise InputError(f"{name} must be {valid}, got {value!r}")
-    return int(value)
-
-
 MAX_HESSIAN_PARAMS = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimator:
+    """Checked, hashable estimator settings: a static argument of the jitted kernels."""
+
+    method: str
+    chunk: int
+    hessian: bool = False
+    batch_sizes: tuple[int, int] | None = None
+    num_batches: int = 64
 
 
 def _settings(problem: Problem, method: str, data: PyTree = None, chunk: int | None = None,
               batch_sizes: tuple[int, int] | None = None, num_batches: int = 64,
-              hessian: bool = False) -> dict[str, Any]:
-    """Checked estimator settings (before anything compiles)."""
-    if method not in METHODS:
-        raise InputError(f"unknown noise-scale method {method!r}; valid: {', '.join(METHODS)}")
+              hessian: bool = False) -> tuple[Estimator, PyTree]:
+    """Checked estimator settings and the data to measure on (before anything compiles)."""
+    check_choice("noise-scale method", method, METHODS)
     data = problem.data if data is None else data
     if data is None:
         raise InputError(f"problem {problem.name!r} has no data; the gradient noise scale "
                          "needs per-example gradients")
     n = jax.tree.leaves(data)[0].shape[0]
     p = max(problem.num_params(), 1)
-    chunk = max(1, min(n, (1 << 22) // p)) if chunk is None else _positive_int("chunk", chunk)
+    chunk = max(1, min(n, (1 << 22) // p)) if chunk is None else check_int("chunk", chunk, 1)
     if hessian and (method != "exact" or p > MAX_HESSIAN_PARAMS):
         raise InputError(f"hessian=True needs method='exact' and at most {MAX_HESSIAN_PARAMS} "
                          f"parameters (it forms the P x P Hessian); got method={method!r}, "
                          f"P={p}")
     if method == "two_batch":
         batch_sizes = _two_batch_sizes(batch_sizes, n)
-    return {"data": data, "n": n, "chunk": chunk, "batch_sizes": batch_sizes,
-            "num_batches": _positive_int("num_batches", num_batches), "hessian": bool(hessian)}
+    return Estimator(method, chunk, bool(hessian), batch_sizes,
+                     check_int("num_batches", num_batches, 1)), data
 
 
 def _two_batch_sizes(batch_sizes: Any, n: int) -> tuple[int, int]:
@@ -181,22 +183,38 @@ def _two_batch_sizes(batch_sizes: Any, n: int) -> tuple[int, int]:
     except (TypeError, ValueError):
         raise InputError(f"batch_sizes must be a pair (small, big), got {batch_sizes!r}") \
             from None
-    small = _positive_int("small batch size", small, n)
-    big = _positive_int("big batch size", big, n)
+    small = check_int("small batch size", small, 1, n)
+    big = check_int("big batch size", big, 1, n)
     if big <= small or big % small:
         raise InputError(f"batch_sizes (small, big) need small < big with big a multiple of "
                          f"small (N={n}), got {batch_sizes!r}")
     return small, big
 
 
-def _parts_fn(problem: Problem, method: str, s: dict[str, Any]):
-    """`parts(params, data, key) -> {"trace_sigma": .., "grad_norm_sq": .., ...}`."""
-    if method == "exact":
-        parts = hessian_parts if s["hessian"] else exact_parts
-        return lambda params, data, key: parts(problem.loss, params, data, s["chunk"])
-    small, big = s["batch_sizes"]
-    return lambda params, data, key: two_batch_parts(problem.loss, params, data, key, small,
-                                                     big, s["num_batches"], s["n"])
+def _parts(loss, est: Estimator, params: PyTree, data: PyTree,
+           key: jax.Array) -> dict[str, jax.Array]:
+    """`{"trace_sigma": .., "grad_norm_sq": .., ...}` of one parameter setting (traced)."""
+    if est.method == "exact":
+        parts = hessian_parts if est.hessian else exact_parts
+        return parts(loss, params, data, est.chunk)
+    small, big = est.batch_sizes
+    n = jax.tree.leaves(data)[0].shape[0]
+    return two_batch_parts(loss, params, data, key, small, big, est.num_batches, n)
+
+
+_parts_one = jax.jit(_parts, static_argnames=("loss", "est"))
+"""`_parts`, compiled once per (loss, estimator, shapes): params, data and key are inputs."""
+
+
+@functools.partial(jax.jit, static_argnames=("loss", "est"))
+def _parts_CS(loss, est: Estimator, params_CS: PyTree, data: PyTree,
+              key: jax.Array) -> dict[str, jax.Array]:
+    """(C, S) parts of every checkpoint and seed; "two_batch" keys folded from `key`."""
+    c, s = jax.tree.leaves(params_CS)[0].shape[:2]
+    flat = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), params_CS)
+    keys = jax.random.split(jax.random.fold_in(key, 2**31 - 1), c * s)
+    out = jax.lax.map(lambda pk: _parts(loss, est, pk[0], data, pk[1]), (flat, keys))
+    return jax.tree.map(lambda v: v.reshape(c, s), out)
 
 
 def noise_scale(problem: Problem, params: PyTree, method: str = "exact", *,
@@ -231,8 +249,8 @@ def noise_scale(problem: Problem, params: PyTree, method: str = "exact", *,
     """
     if not isinstance(problem, Problem):
         raise InputError(f"problem must be a gdlab.Problem, got {type(problem).__name__}")
-    s = _settings(problem, method, data, chunk, batch_sizes, num_batches, hessian)
-    parts = jax.jit(_parts_fn(problem, method, s))(params, s["data"], as_key(key))
+    est, data = _settings(problem, method, data, chunk, batch_sizes, num_batches, hessian)
+    parts = _parts_one(problem.loss, est, params, data, as_key(key))
     return NoiseScale(method=method, **{k: float(v) for k, v in parts.items()})
 
 
@@ -330,25 +348,31 @@ def track_noise_scale(problem: Problem, config: TrainConfig, at_steps: Sequence[
     if set(estimator) - valid:
         raise InputError(f"unknown estimator options {sorted(set(estimator) - valid)}; "
                          f"valid: {', '.join(sorted(valid))}")
-    s = _settings(problem, method, **estimator)
+    est, data = _settings(problem, method, **estimator)
     ids, key = seed_ids_of(seeds), as_key(key)
     rate = config.learning_rate if lanes.rate_is_tunable(config) else 1.0
-    fns = lanes.lane_fns(problem, config, config.batch_size)
-    params_CS, loss_CS = jax.jit(make_checkpoints(fns))(
-        jnp.asarray(ids, jnp.int32), jnp.full(len(ids), rate, jnp.float32), key, problem.data,
-        s["data"], jnp.asarray(steps))
-    flat = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), params_CS)
-    parts = _parts_fn(problem, method, s)
-    keys = jax.random.split(jax.random.fold_in(key, 2**31 - 1), len(steps) * len(ids))
-    out = jax.jit(lambda p, k: jax.lax.map(lambda pk: parts(pk[0], s["data"], pk[1]),
-                                           (p, k)))(flat, keys)
-    out = {k: np.asarray(v, np.float64).reshape(len(steps), len(ids)) for k, v in out.items()}
+    params_CS, loss_CS = _checkpoints(
+        problem.init, problem.loss, config, np.asarray(ids, np.int32),
+        np.full(len(ids), rate, np.float32), key, problem.data, data, steps)
+    out = _parts_CS(problem.loss, est, params_CS, data, key)
+    out = {k: np.asarray(v, np.float64) for k, v in out.items()}
     ratio = np.vectorize(_ratio)
     return NoiseTrace(steps=steps, seed_ids=ids, loss=np.asarray(loss_CS, np.float64),
                       b_simple=ratio(out["trace_sigma"], out["grad_norm_sq"]),
                       trace_sigma=out["trace_sigma"], grad_norm_sq=out["grad_norm_sq"],
                       method=method, b_noise=ratio(out["trace_h_sigma"], out["g_h_g"])
-                      if s["hessian"] else None, hessian_max=out.get("hessian_max"))
+                      if est.hessian else None, hessian_max=out.get("hessian_max"))
+
+
+@functools.partial(jax.jit, static_argnames=("init", "loss", "config"))
+def _checkpoints(init, loss, config: TrainConfig, seed_ids, lrs, key, data, eval_data,
+                 steps_C) -> tuple[PyTree, jax.Array]:
+    """`make_checkpoints` of the problem's functions: one compile per (init, loss, config,
+    shapes); the training and evaluation data are inputs, not constants."""
+    # Lanes read only the functions and the data's shape from the problem.
+    shell = Problem(name="track_noise_scale", init=init, loss=loss, data=data)
+    fns = lanes.lane_fns(shell, config, config.batch_size)
+    return make_checkpoints(fns)(seed_ids, lrs, key, data, eval_data, steps_C)
 
 
 def _check_steps(at_steps: Any) -> np.ndarray:
@@ -357,8 +381,7 @@ def _check_steps(at_steps: Any) -> np.ndarray:
     except TypeError:
         raise InputError(f"at_steps must be a non-empty sequence of integers >= 0, got "
                          f"{at_steps!r}") from None
-    if not values or any(isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 0
-                         for t in values):
+    if not values or any(not is_int(t) or t < 0 for t in values):
         raise InputError(f"at_steps must be a non-empty sequence of integers >= 0, got "
                          f"{at_steps!r}")
     return np.asarray(values, np.int32)
