@@ -2,11 +2,9 @@
 
 `minima` classifies endpoints (`classify_endpoints`, once per run) and maps them into
 minima (`map_minima`, at any tolerance; `find_minima` does both), `cluster` groups points
-within a tolerance, `symmetry` holds the canonical forms and weight matching of network
-symmetries.
+within a tolerance (symmetries live in `gdlab.symmetry`).
 """
 
-from gdlab.atlas import symmetry
 from gdlab.atlas.cluster import cluster_points, first_seen, join_partitions
 from gdlab.atlas.minima import (
     Atlas,
@@ -21,4 +19,4 @@ from gdlab.atlas.minima import (
 
 __all__ = ["Atlas", "Endpoints", "KnownMatch", "Minimum", "classify_endpoints",
            "cluster_points", "find_minima", "first_seen", "join_partitions", "map_minima",
-           "match_known_minima", "symmetry"]
+           "match_known_minima"]
