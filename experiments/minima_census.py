@@ -29,10 +29,10 @@ import gdlab
 from gdlab import plots, problems
 from gdlab._tree import flatten_seeds
 from gdlab.atlas.minima import classify_endpoints, map_minima
-from gdlab.atlas.symmetry import align_tanh_mlp
 from gdlab.landscape.paths import barrier_matrix
 from gdlab.stats import chao1, wilson_interval
 from gdlab.studies import markdown_table, study_dir, study_main, write_text
+from gdlab.symmetry import align_tanh_mlp
 
 
 @dataclasses.dataclass(frozen=True)

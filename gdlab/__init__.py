@@ -19,9 +19,8 @@ from gdlab.core import devices as _devices
 _devices.default_cpu_devices()  # before anything starts JAX's backends
 _devices.default_compilation_cache()  # compiled programs kept on disk across processes
 
-from gdlab import atlas, batch, costs, landscape, problems
+from gdlab import atlas, batch, costs, landscape, problems, symmetry
 from gdlab._checks import InputError
-from gdlab.atlas import symmetry
 from gdlab.atlas.minima import (
     Atlas,
     Endpoints,

@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent / "gdlab"
 LAYERS = [
     ("base", ["_checks", "_types", "_tree", "stats", "problem", "config"]),
     ("core", ["core"]),
+    ("symmetry", ["symmetry"]),
     ("landscape", ["landscape"]),
     ("atlas", ["atlas"]),
     ("problems", ["problems"]),

@@ -9,10 +9,10 @@ from gdlab import problems
 from gdlab._tree import flatten_one, flatten_seeds
 from gdlab.atlas.cluster import cluster_points, join_partitions
 from gdlab.atlas.minima import classify_endpoints, find_minima, map_minima
-from gdlab.atlas.symmetry import align_tanh_mlp, tanh_mlp_canonical
 from gdlab.landscape.curvature import exact_extremes, lanczos_extremes
 from gdlab.landscape.paths import connected_groups
 from gdlab.stats import chao1, wilson_interval
+from gdlab.symmetry import align_tanh_mlp, tanh_mlp_canonical
 
 
 def train(problem, lr, steps, seeds):

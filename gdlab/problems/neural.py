@@ -16,9 +16,9 @@ import numpy as np
 import optax
 
 from gdlab._checks import InputError
-from gdlab.atlas.symmetry import tanh_mlp_canonical
 from gdlab.problem import Problem, builtin
 from gdlab.problems.adapters import from_flax
+from gdlab.symmetry import tanh_mlp_canonical
 
 # Hidden-layer activations by name (gelu: flax's tanh approximation).
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
