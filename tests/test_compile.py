@@ -16,10 +16,10 @@ import gdlab
 from gdlab import problems
 from gdlab._tree import flatten_seeds
 from gdlab.atlas import classify_endpoints, find_minima, map_minima
-from gdlab.atlas.symmetry import align_tanh_mlp
 from gdlab.batch.noise import noise_scale, track_noise_scale
 from gdlab.landscape import curvature
 from gdlab.landscape.paths import barrier_matrix, path_losses
+from gdlab.symmetry import align_tanh_mlp
 
 
 def assert_compiles_nothing(fn, *args, **kwargs):

@@ -25,10 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from gdlab._checks import InputError, check_choice, check_int, check_real
-from gdlab.atlas.symmetry import tanh_mlp_canonical
 from gdlab.problem import Problem, builtin
 from gdlab.problems.adapters import CLASSIFICATION_METRICS, cross_entropy, from_flax
 from gdlab.problems.neural import CNN, MLP, activation_fn
+from gdlab.symmetry import tanh_mlp_canonical
 
 MODELS = ("mlp", "cnn", "logistic")
 STANDARDIZE = ("feature", "global", "none")
