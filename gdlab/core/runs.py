@@ -84,6 +84,32 @@ class Runs:
                 "loss_min": float(qs[0]), "loss_q25": float(qs[1]), "loss_median": float(qs[2]),
                 "loss_q75": float(qs[3]), "loss_max": float(qs[4]), **self.timings}
 
+    def to_dataframe(self, atlas: Any = None):
+        """A pandas DataFrame with one row per seed: seed id, final loss, the last value of
+        every metric ("final/<name>"), diverged step (-1 = never), the best measured train
+        loss and its step; with an `atlas` of these runs, its label and status per seed.
+
+        Example:
+          >>> frame = runs.to_dataframe()       # doctest: +SKIP
+          >>> frame.sort_values("final/test/accuracy").tail()  # doctest: +SKIP
+        """
+        import pandas as pd
+        best = np.nanargmin(np.where(np.isfinite(self.loss_history), self.loss_history,
+                                     np.nan), axis=1) if self.loss_history.size and \
+            np.isfinite(self.loss_history).any(axis=1).all() else None
+        columns = {"seed_id": self.seed_ids, "final_loss": self.final_loss,
+                   "diverged_at": self.diverged_at}
+        columns.update({f"final/{k}": v[:, -1] for k, v in self.metrics.items()})
+        if best is not None:
+            columns["best_loss"] = self.loss_history[np.arange(self.num_seeds), best]
+            columns["best_step"] = self.eval_steps[best]
+        if atlas is not None:
+            if len(atlas.labels) != self.num_seeds:
+                raise InputError(f"the atlas has {len(atlas.labels)} seeds, these runs "
+                                 f"{self.num_seeds}: map the minima of these runs")
+            columns.update(minimum=atlas.labels, status=atlas.status)
+        return pd.DataFrame(columns)
+
     @classmethod
     def from_endpoints(cls, problem, params_S: Any, init_params_S: Any = None) -> Runs:
         """Runs holding given endpoints (e.g. trained elsewhere), for the analyses.
