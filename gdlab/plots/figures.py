@@ -105,15 +105,29 @@ def surface_endpoints(problem: Problem, final_S2: np.ndarray, labels_S: np.ndarr
 
 
 def loss_curves(eval_steps_E: np.ndarray, loss_SE: np.ndarray, title: str = "", ax=None):
-    """Median full-data loss over seeds with the 10-90% band, against steps."""
+    """Median full-data loss over seeds with the 10-90% band, against steps.
+
+    Log axes where the values span decades: the loss on a log scale (values at or below
+    zero, e.g. an exact minimum, are drawn at a floor 1e12 times below the largest and
+    said so), steps on a symmetric-log scale when they span more than two decades.
+    """
     fig, ax = panel(ax, figsize=(6.4, 4.2))
     finite = np.where(np.isfinite(loss_SE), loss_SE, np.nan)
     lo, med, hi = np.nanquantile(finite, [0.1, 0.5, 0.9], axis=0)
+    ylabel = "full-data loss"
+    top = float(np.nanmax(hi)) if np.isfinite(np.nanmax(hi)) else 1.0
+    if np.nanmin(lo) >= 0 and top > 0:
+        floor = max(top * 1e-12, float(np.nanmin(np.where(lo > 0, lo, np.inf))))
+        if np.nanmin(lo) < floor:
+            ylabel += f" (values < {floor:.1e} drawn at it)"
+        lo, med, hi = (np.maximum(v, floor) for v in (lo, med, hi))
+        ax.set_yscale("log")
     ax.fill_between(eval_steps_E, lo, hi, alpha=0.3, label="10-90% of seeds")
     ax.plot(eval_steps_E, med, lw=2, label="median")
-    if np.nanmin(finite) > 0:
-        ax.set_yscale("log")
-    ax.set(xlabel="step", ylabel="full-data loss", title=title)
+    steps = np.asarray(eval_steps_E, np.float64)
+    if steps.size > 2 and steps.max() > 100 * max(1.0, np.min(steps[steps > 0], initial=1.0)):
+        ax.set_xscale("symlog", linthresh=max(1.0, float(np.min(steps[steps > 0]))))
+    ax.set(xlabel="step", ylabel=ylabel, title=title)
     ax.legend()
     return fig
 
@@ -127,18 +141,44 @@ def final_loss_histogram(final_loss_S: np.ndarray, title: str = "", ax=None):
 
 
 def minima_bars(fractions_M: np.ndarray, ci_M2: np.ndarray, losses_M: np.ndarray,
-                title: str = ""):
-    """Basin fraction of each minimum with its 95% interval, and its loss."""
-    m = len(fractions_M)
-    fig, (top, bottom) = subplots(2, 1, figsize=(min(max(6.4, 0.35 * m), 12.0), 5.6),
-                                      sharex=True)
-    idx = np.arange(m)
-    err = np.abs(np.asarray(ci_M2).T - np.asarray(fractions_M)[None, :]) if m else None
-    top.bar(idx, fractions_M, yerr=err, capsize=3, color="tab:blue")
-    top.set(ylabel="basin fraction (95% CI)", title=title)
-    bottom.bar(idx, losses_M, color="tab:orange")
-    bottom.set(xlabel="minimum (ordered by loss)", ylabel="loss")
+                title: str = "", top: int = 30):
+    """Basin fraction of each minimum with its 95% interval, and its loss.
+
+    At most `top` minima are drawn (the rest as one "others" bar, their summed fraction);
+    when the losses agree to float precision the loss panel says so instead of drawing
+    rounding noise as bars.
+    """
+    fractions_M, losses_M = np.asarray(fractions_M, float), np.asarray(losses_M, float)
+    ci_M2 = np.asarray(ci_M2, float).reshape(-1, 2)
+    m, shown = len(fractions_M), min(len(fractions_M), top)
+    labels = [str(i) for i in range(shown)] + ([f"{m - shown} others"] if m > shown else [])
+    frac = np.concatenate([fractions_M[:shown], [fractions_M[shown:].sum()] if m > shown
+                           else []])
+    fig, (upper, lower) = subplots(2, 1, figsize=(min(max(6.4, 0.35 * len(labels)), 12.0),
+                                                  5.6), sharex=True)
+    idx = np.arange(len(labels))
+    err = np.abs(ci_M2[:shown].T - fractions_M[None, :shown]) if shown else None
+    upper.bar(idx[:shown], frac[:shown], yerr=err, capsize=3, color="tab:blue")
+    if m > shown:
+        upper.bar(idx[-1:], frac[-1:], color="lightgrey")
+    upper.set(ylabel="basin fraction (95% CI)", title=title)
+    _loss_panel(lower, idx[:shown], losses_M)
+    lower.set_xticks(idx, labels, rotation=90 if len(labels) > 20 else 0)
+    lower.set_xlabel("minimum (ordered by loss)")
     return fig
+
+
+def _loss_panel(ax, idx: np.ndarray, losses_M: np.ndarray) -> None:
+    spread = float(np.ptp(losses_M)) if losses_M.size else 0.0
+    scale = max(1.0, float(np.max(np.abs(losses_M), initial=0.0)))
+    if spread <= 1e-6 * scale:
+        ax.text(0.5, 0.5, f"every minimum has loss {np.mean(losses_M):.3g} "
+                f"(spread {spread:.1g}: float rounding)", transform=ax.transAxes,
+                ha="center", va="center")
+        ax.set_yticks([])
+        return
+    ax.bar(idx, losses_M[: len(idx)], color="tab:orange")
+    ax.set_ylabel("loss")
 
 
 def basin_map(problem: Problem, init_S2: np.ndarray, labels_S: np.ndarray,
@@ -163,7 +203,15 @@ def barrier_heatmap(barriers_MM: np.ndarray, title: str = "", ax=None):
     im = ax.imshow(barriers_MM, cmap="magma")
     fig.colorbar(im, ax=ax, label="barrier (max on path - mean of ends)")
     ax.set(xlabel="minimum", ylabel="minimum", title=title)
+    _integer_ticks(ax, len(barriers_MM))
     return fig
+
+
+def _integer_ticks(ax, m: int) -> None:
+    """Minimum indices as ticks (not matplotlib's -0.5, 0.5, ... on small matrices)."""
+    ticks = np.arange(m) if m <= 20 else np.linspace(0, m - 1, 10).round().astype(int)
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
 
 
 def barrier_pair(naive_MM: np.ndarray, aligned_MM: np.ndarray, title: str = ""):
@@ -174,6 +222,7 @@ def barrier_pair(naive_MM: np.ndarray, aligned_MM: np.ndarray, title: str = ""):
                              strict=True):
         im = ax.imshow(mat, cmap="magma", vmin=0.0, vmax=top)
         ax.set(xlabel="minimum", ylabel="minimum", title=name)
+        _integer_ticks(ax, len(mat))
     fig.colorbar(im, ax=axes, label="barrier (max on path - mean of ends)")
     fig.suptitle(title)
     return fig
@@ -197,15 +246,27 @@ def counts_vs_tolerance(tols_T: np.ndarray, counts: dict[str, np.ndarray], xlabe
 
 
 def pca_projection(flat_SP: np.ndarray, labels_S: np.ndarray, title: str = "", ax=None):
-    """Endpoints projected on their two principal components, coloured by minimum."""
+    """Endpoints projected on their two principal components, coloured by minimum.
+
+    When every endpoint lies within float32 rounding of the others (a convex problem's
+    single minimum), the panel says so rather than drawing the rounding noise as clusters.
+    """
+    flat_SP = np.asarray(flat_SP, np.float64)
     centred = flat_SP - flat_SP.mean(axis=0)
+    fig, ax = panel(ax, figsize=(6.4, 5.0))
+    scale = max(1.0, float(np.max(np.abs(flat_SP), initial=0.0)))
+    spread = float(np.max(np.linalg.norm(centred, axis=1), initial=0.0))
+    if spread <= 1e-5 * scale:
+        ax.text(0.5, 0.5, f"all {len(flat_SP)} endpoints within {spread:.1g} of their mean\n"
+                "(float32 rounding): one point", transform=ax.transAxes, ha="center",
+                va="center")
+        ax.set(xticks=[], yticks=[], title=title)
+        return fig
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
     axes = np.zeros((2, flat_SP.shape[1]))
     axes[: min(2, len(vt))] = vt[:2]
     xy = centred @ axes.T
-    fig, ax = panel(ax, figsize=(6.4, 5.0))
     ax.scatter(xy[:, 0], xy[:, 1], s=8, c=label_colours(labels_S))
     ax.set(xlabel="PC 1", ylabel="PC 2", title=title)
     _label_legend(ax, labels_S, loc="best")
     return fig
-
