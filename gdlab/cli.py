@@ -13,6 +13,8 @@ import pkgutil
 import sys
 import tomllib
 
+import numpy as np
+
 from gdlab import _argfields
 from gdlab._checks import InputError
 from gdlab.core.checkpoint import EXIT_PREEMPTED, Preempted
@@ -278,6 +280,9 @@ def cmd_minima(args) -> int:
           f"{s['modulo_symmetry']} modulo symmetry, functions: {s['functions'] or '-'}, "
           f"Chao1 estimate {s['chao1']:.1f}")
     print("status: " + ", ".join(f"{k} {v}" for k, v in atlas.status_counts().items()))
+    if not atlas.minima:
+        print(_no_minimum_hint(atlas))
+        return 0
     rows = [(i, f"{m.loss:.6g}", m.count, f"{m.fraction:.3f}",
              f"[{m.ci[0]:.3f}, {m.ci[1]:.3f}]", m.kind, f"{m.hessian_min:.3g}",
              f"{m.hessian_max:.3g}") for i, m in enumerate(atlas.minima[:40])]
@@ -286,6 +291,21 @@ def cmd_minima(args) -> int:
     if atlas.num_minima > 40:
         print(f"... {atlas.num_minima - 40} more minima")
     return 0
+
+
+def _no_minimum_hint(atlas) -> str:
+    """Why no seed ended in a minimum, and what to change."""
+    live = np.isfinite(atlas.grad_norm)
+    tol = atlas.tolerances["grad_tol"]
+    if not live.any():
+        return "no seed ended in a minimum: every seed diverged (lower the learning rate)"
+    median = float(np.median(atlas.grad_norm[live]))
+    if atlas.status_counts()["saddle"]:
+        return ("no seed ended in a minimum: converged seeds are saddles (negative curvature "
+                "beyond --hess-tol); train longer or refine them")
+    return (f"no seed ended in a minimum: the endpoints' gradient norms (median {median:.3g}) "
+            f"are above the convergence tolerance {tol:.3g}; train longer (--steps), or pass "
+            f"--grad-tol {median * 2:.2g} to call them converged")
 
 
 def cmd_train(args) -> int:
