@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 .venv/bin/ruff check gdlab tests experiments scripts
 # Test files run in parallel processes (pytest-xdist; GDLAB_TEST_WORKERS=0 runs them in
 # this one), each file whole in one worker so its module fixtures are built once.
-.venv/bin/python -m pytest -n "${GDLAB_TEST_WORKERS:-auto}" --dist loadfile "$@"
+.venv/bin/python -m pytest -n "${GDLAB_TEST_WORKERS:-auto}" --dist loadfile --durations=15 "$@"

@@ -1,4 +1,4 @@
-"""Shared test helpers: a compile counter (and, later, tree comparisons)."""
+"""Shared test helpers: a compile counter and pytree comparisons."""
 
 from __future__ import annotations
 
@@ -63,3 +63,22 @@ def _set_persistent_cache(enabled: bool) -> None:
     """Turn jax's persistent compilation cache on or off (jax memoises whether it is used)."""
     jax.config.update("jax_enable_compilation_cache", enabled)
     compilation_cache.reset_cache()
+
+
+def assert_trees_equal(a, b, *, dtype: bool = False) -> None:
+    """Same structure and bitwise-equal leaves (and equal dtypes when `dtype`)."""
+    import numpy as np
+    assert jax.tree.structure(a) == jax.tree.structure(b), (jax.tree.structure(a),
+                                                            jax.tree.structure(b))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        if dtype:
+            assert np.asarray(x).dtype == np.asarray(y).dtype
+        np.testing.assert_array_equal(x, y)
+
+
+def assert_trees_close(a, b, rtol: float = 1e-5, atol: float = 1e-6) -> None:
+    """Same structure and leaves equal within tolerance."""
+    import numpy as np
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)

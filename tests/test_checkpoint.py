@@ -10,6 +10,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from helpers import assert_trees_equal
 
 import gdlab
 from gdlab import problems
@@ -31,8 +32,7 @@ def reference():
 
 
 def _assert_same(a, b):
-    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
-        np.testing.assert_array_equal(x, y)
+    assert_trees_equal(a.params, b.params)
     np.testing.assert_array_equal(a.loss_history, b.loss_history)
     np.testing.assert_array_equal(a.eval_steps, b.eval_steps)
     np.testing.assert_array_equal(a.diverged_at, b.diverged_at)
@@ -62,6 +62,7 @@ def _resume(out):
                        resume=True)
 
 
+@pytest.mark.slow
 def test_sigkill_part_way_then_resume_is_bitwise_identical(reference, tmp_path):
     out = tmp_path / "run"
     proc = _start(out)
@@ -78,6 +79,7 @@ def test_sigkill_part_way_then_resume_is_bitwise_identical(reference, tmp_path):
     _assert_same(gdlab.load_runs(out), reference)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_exits_with_the_documented_code(reference, tmp_path):
     out = tmp_path / "run"
     proc = _start(out)

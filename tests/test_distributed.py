@@ -16,6 +16,7 @@ from gdlab import cli
 WORKER = Path(__file__).with_name("dist_worker.py")
 sys.path.insert(0, str(WORKER.parent))
 from dist_worker import run_spec  # noqa: E402
+from helpers import assert_trees_equal  # noqa: E402
 
 
 def _free_port() -> int:
@@ -24,6 +25,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process_with_as_many_devices(tmp_path, devices):
     out, port = tmp_path / "run", _free_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -43,8 +45,7 @@ def test_two_processes_match_one_process_with_as_many_devices(tmp_path, devices)
     one = gdlab.train(problem, config, devices=devices, **kwargs)
     two = gdlab.load_runs(out)
     assert two.manifest["processes"] == 2 and len(two.manifest["devices"]) == 4
-    for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(two.params), strict=True):
-        np.testing.assert_array_equal(a, b)
+    assert_trees_equal(one.params, two.params)
     np.testing.assert_array_equal(one.loss_history, two.loss_history)
     for a, b in zip(jax.tree.leaves(one.trajectory), jax.tree.leaves(two.trajectory),
                     strict=True):

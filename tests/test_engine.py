@@ -3,6 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import assert_trees_close
 
 import gdlab
 from gdlab import problems
@@ -97,8 +98,7 @@ def test_four_devices_equal_one(devices):
     four = gdlab.train(problem, config, seeds=10, devices=devices)
     one = gdlab.train(problem, config, seeds=10, devices=devices[:1])
     assert len(four.manifest["devices"]) == 4 and len(one.manifest["devices"]) == 1
-    for a, b in zip(jax.tree.leaves(four.params), jax.tree.leaves(one.params), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert_trees_close(four.params, one.params)
 
 
 SETTINGS_CONFIG = dict(steps=25, batch_size=8, eval_every=10, optimizer="momentum")
@@ -117,8 +117,7 @@ def test_engine_settings_do_not_change_results(setting, default_settings_run):
         setting = {**setting, "devices": jax.devices()[:setting["devices"]]}
     a = default_settings_run
     b = gdlab.train(_ts(), cfg(**SETTINGS_CONFIG), seeds=12, **setting)
-    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
-        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    assert_trees_close(a.params, b.params)
     np.testing.assert_allclose(a.loss_history, b.loss_history, rtol=1e-5, atol=1e-7)
 
 
@@ -147,8 +146,7 @@ def test_seed_block_does_not_change_results():
     config = cfg(steps=20, batch_size=8, eval_every=10)
     a = gdlab.train(problem, config, seeds=16, seed_block=1)
     b = gdlab.train(problem, config, seeds=16, seed_block=4)
-    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
-        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    assert_trees_close(a.params, b.params)
 
 
 @pytest.mark.parametrize("sampling", ["with_replacement", "epoch"])

@@ -5,6 +5,7 @@ import os
 import jax
 import numpy as np
 import pytest
+from helpers import assert_trees_equal
 
 import gdlab
 from gdlab import problems
@@ -22,8 +23,7 @@ def test_save_load_round_trips_bit_for_bit(ts_runs, tmp_path):
     ts_runs.save(tmp_path / "run")
     loaded = gdlab.load_runs(tmp_path / "run")
     assert jax.tree.structure(loaded.params) == jax.tree.structure(ts_runs.params)
-    for a, b in zip(jax.tree.leaves(loaded.params), jax.tree.leaves(ts_runs.params), strict=True):
-        assert a.dtype == b.dtype and np.array_equal(a, b)
+    assert_trees_equal(loaded.params, ts_runs.params, dtype=True)
     for name in ("final_loss", "loss_history", "eval_steps", "eval_seconds", "diverged_at",
                  "seed_ids"):
         assert np.array_equal(getattr(loaded, name), getattr(ts_runs, name)), name
@@ -39,8 +39,7 @@ def test_loading_with_the_problem_rebuilds_its_params_tree(ts_runs, tmp_path):
     problem = problems.teacher_student(d_in=2, hidden=3, n=64)
     loaded = gdlab.load_runs(ts_runs.save(tmp_path / "run"), problem=problem)
     assert jax.tree.structure(loaded.params) == jax.tree.structure(problem.params_shape())
-    for a, b in zip(jax.tree.leaves(loaded.params), jax.tree.leaves(ts_runs.params), strict=True):
-        assert a.dtype == b.dtype and np.array_equal(a, b)
+    assert_trees_equal(loaded.params, ts_runs.params, dtype=True)
     with pytest.raises(ValueError, match=r"problem must be a gdlab\.Problem"):
         gdlab.load_runs(tmp_path / "run", problem="teacher_student")
 
@@ -130,8 +129,7 @@ def test_seeds_in_groups_give_the_same_runs_as_all_at_once(tmp_path):
     whole = gdlab.train(problem, config, seeds=11, key=2, trajectories=2)
     grouped = gdlab.train(problem, config, seeds=11, key=2, trajectories=2, seeds_per_call=4)
     assert whole.manifest["seeds_per_call"] == 11 and grouped.manifest["seeds_per_call"] == 4
-    for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(grouped.params), strict=True):
-        np.testing.assert_array_equal(a, b)
+    assert_trees_equal(whole.params, grouped.params)
     for name in ("loss_history", "diverged_at", "seed_ids", "eval_steps"):
         np.testing.assert_array_equal(getattr(whole, name), getattr(grouped, name))
     np.testing.assert_array_equal(whole.init_params["Dense_0"]["kernel"],

@@ -3,9 +3,9 @@
 import dataclasses
 import warnings
 
-import jax
 import numpy as np
 import pytest
+from helpers import assert_trees_equal
 
 import gdlab
 from gdlab import problems
@@ -37,9 +37,7 @@ def test_each_lane_is_what_train_gives_alone(problem, swept, g):
     point = swept.grid[g]
     alone = gdlab.train(problem, dataclasses.replace(CFG, **point), seeds=3, seed_block=1,
                         progress=False)
-    for a, b in zip(jax.tree.leaves(swept.runs[g].params), jax.tree.leaves(alone.params),
-                    strict=True):
-        np.testing.assert_array_equal(a, b)
+    assert_trees_equal(swept.runs[g].params, alone.params)
     np.testing.assert_array_equal(swept.runs[g].loss_history, alone.loss_history)
     assert swept.runs[g].manifest["config"]["learning_rate"] == point["learning_rate"]
 
