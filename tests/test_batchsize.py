@@ -214,7 +214,6 @@ def test_cli_sweep_batch_prints_table(capsys):
     (["--batch-sizes", "0,4"], "batch size 0 is not valid"),
     (["--batch-sizes", ""], "batch_sizes is empty"),
     (["--target", "-1"], "target_loss must be a finite number > 0 (a full-data loss), got -1.0"),
-    (["--lr-scaling", "cube"], "unknown lr_scaling 'cube'"),
 ])
 def test_cli_sweep_batch_bad_input_exits_2(capsys, args, message):
     base = ["sweep-batch", "--problem", "least_squares", "--target", "0.2",

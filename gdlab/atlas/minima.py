@@ -119,6 +119,21 @@ class Atlas:
                 "functions": self.num_function_classes, "chao1": self.chao1,
                 **self.status_counts()}
 
+    def to_dataframe(self):
+        """A pandas DataFrame with one row per minimum: loss, seeds, basin fraction with
+        its 95% interval, kind, distances, Hessian extremes, symmetry and function class."""
+        import pandas as pd
+        rows = [{"minimum": i, "loss": m.loss, "count": m.count, "fraction": m.fraction,
+                 "fraction_lo": m.ci[0], "fraction_hi": m.ci[1], "kind": m.kind,
+                 "mean_distance": m.mean_distance, "max_distance": m.max_distance,
+                 "hessian_min": m.hessian_min, "hessian_max": m.hessian_max,
+                 "symmetry_class": m.symmetry_class, "function_class": m.function_class}
+                for i, m in enumerate(self.minima)]
+        return pd.DataFrame(rows, columns=["minimum", "loss", "count", "fraction",
+                                           "fraction_lo", "fraction_hi", "kind",
+                                           "mean_distance", "max_distance", "hessian_min",
+                                           "hessian_max", "symmetry_class", "function_class"])
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Endpoints:
