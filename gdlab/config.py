@@ -47,6 +47,7 @@ def named_optimizer(name: str, **hyperparams: Any) -> optax.GradientTransformati
 
 
 SAMPLINGS = ("with_replacement", "epoch")
+MAX_STEPS = 2**31 - 1  # the engine's step counter and `diverged_at` are int32
 SAMPLING_RNGS = ("hash", "threefry")
 
 
@@ -58,7 +59,7 @@ class TrainConfig:
       optimizer: one of "sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", or
         any optax `GradientTransformation` (then `learning_rate` may be None).
       learning_rate: a positive float or an optax schedule `step -> rate`.
-      steps: number of optimizer steps T.
+      steps: number of optimizer steps T, at most 2**31 - 1 (`MAX_STEPS`).
       batch_size: mini-batch size B, or None for full-batch gradient descent.
       sampling: "with_replacement" (each step draws B indices uniformly) or "epoch"
         (shuffle without replacement, reshuffle every epoch).
@@ -94,6 +95,9 @@ class TrainConfig:
         if is_real(self.learning_rate):  # 0-d NumPy / JAX numbers become plain floats
             object.__setattr__(self, "learning_rate", float(self.learning_rate))
         object.__setattr__(self, "steps", check_int("steps", self.steps, minimum=1))
+        if self.steps > MAX_STEPS:
+            raise InputError(f"steps must be at most {MAX_STEPS} (2**31 - 1: the engine counts "
+                             f"steps in int32), got {self.steps!r}")
         object.__setattr__(self, "batch_size", check_optional_int(
             "batch_size", self.batch_size, minimum=1,
             hint="or None for full-batch gradient descent"))

@@ -1,5 +1,6 @@
 """Checkpoints: saved atomically, damaged ones skipped, resumed runs bitwise identical."""
 
+import dataclasses
 import os
 import re
 import signal
@@ -149,9 +150,14 @@ def test_unfinished_checkpoints_are_not_silently_discarded(tmp_path):
     cfg = gdlab.TrainConfig(learning_rate=1e-2, steps=10, eval_every=10)
     with pytest.raises(ValueError, match="holds checkpoints of an unfinished run"):
         gdlab.train(problems.himmelblau(), cfg, seeds=4, out=tmp_path)
-    gdlab.train(problems.himmelblau(), cfg, seeds=4, out=tmp_path / "done")
-    with pytest.raises(ValueError, match="already holds the finished run"):
-        gdlab.train(problems.himmelblau(), cfg, seeds=4, out=tmp_path / "done", resume=True)
+    done = gdlab.train(problems.himmelblau(), cfg, seeds=4, out=tmp_path / "done")
+    again = gdlab.train(problems.himmelblau(), cfg, seeds=4, out=tmp_path / "done", resume=True)
+    np.testing.assert_array_equal(done.final_loss, again.final_loss)  # returned, not retrained
+    with pytest.raises(ValueError, match="another config"):
+        gdlab.train(problems.himmelblau(), dataclasses.replace(cfg, learning_rate=0.1), seeds=4,
+                    out=tmp_path / "done", resume=True)
+    with pytest.raises(ValueError, match="another seeds"):
+        gdlab.train(problems.himmelblau(), cfg, seeds=5, out=tmp_path / "done", resume=True)
 
 
 def _save(out, step, value, fp="f"):

@@ -172,3 +172,16 @@ def test_run_overrides_a_study_field():
 def gdlab_input_error():
     import gdlab
     return gdlab.InputError
+
+
+def test_resuming_a_finished_run_returns_it_and_exits_0(tmp_path, capsys):
+    args = ["train", "--problem", "himmelblau", "--seeds", "4", "--steps", "10",
+            "--out", str(tmp_path / "r")]
+    assert cli.main(args) == 0
+    before = (tmp_path / "r" / "arrays.npz").read_bytes()
+    capsys.readouterr()
+    assert cli.main([*args, "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert "already holds the finished run; nothing to resume" in captured.err
+    assert "final loss median" in captured.out
+    assert (tmp_path / "r" / "arrays.npz").read_bytes() == before

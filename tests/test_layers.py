@@ -69,3 +69,12 @@ def test_importing_every_module_keeps_the_matplotlib_backend():
                          timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().lower() == "svg"
+
+
+def test_every_subpackage_is_listed_for_the_wheel():
+    """pyproject lists packages by name: a new subpackage left off it is missing from wheels."""
+    import tomllib
+    listed = set(tomllib.loads((ROOT.parent / "pyproject.toml").read_text())
+                 ["tool"]["setuptools"]["packages"])
+    found = {"gdlab"} | {"gdlab." + p.parent.name for p in ROOT.glob("*/__init__.py")}
+    assert found - listed == set(), f"add to pyproject's packages: {sorted(found - listed)}"

@@ -105,13 +105,14 @@ def make_step(problem: Problem, optimizer: optax.GradientTransformation,
     """`step(state, t, data) -> state`: one guarded optimizer step of one seed.
 
     Keeps the old params and optimizer state (and freezes the seed, recording the step in
-    `diverged_at`) when the new params are not finite.
+    `diverged_at`) when the new params or optimizer state are not finite (what the fast
+    chunk checks: an overflowed second moment leaves params finite but stuck).
     """
     update = make_update(problem, optimizer, sampler)
 
     def step(state: SeedState, t, data) -> SeedState:
         new = update(state, t, data)
-        finite = all_finite(new.params)
+        finite = all_finite((new.params, new.opt_state))
         live = state.diverged_at < 0
         keep_new = live & finite
         pick = lambda new, old: jax.tree.map(lambda a, b: jnp.where(keep_new, a, b), new, old)
@@ -154,8 +155,20 @@ def make_fast_chunk(update, length: int, unroll: int = 1):
 
 
 def make_guarded_chunk(step, length: int, unroll: int = 1):
-    """`chunk(states, t0, data) -> states`: the same steps with the per-step guard."""
-    return lambda states, t0, data: _scan(step, states, t0, data, length, unroll)
+    """`chunk((states, fast, ok), t0, data) -> states`: the same steps with the per-step
+    guard, kept for the seeds whose fast run `fast` was not `ok`; the others keep their
+    fast result, so a seed's bits never depend on another seed diverging (the guarded
+    program is fused differently and may round differently)."""
+    def chunk(seeds, t0, data):
+        states, fast, ok = seeds
+        guarded = _scan(step, states, t0, data, length, unroll)
+        pick = lambda new, old: jax.tree.map(
+            lambda a, b: jnp.where(_lead(ok, a), a, b), new, old)
+        return guarded._replace(params=pick(fast.params, guarded.params),
+                                opt_state=pick(fast.opt_state, guarded.opt_state),
+                                diverged_at=jnp.where(ok, fast.diverged_at,
+                                                      guarded.diverged_at))
+    return chunk
 
 
 def _lead(mask_C: jax.Array, like: jax.Array) -> jax.Array:
@@ -211,8 +224,9 @@ class Engine:
     `init(lanes, key)` builds every seed's state from `lanes = {"init_id": (S,),
     "data_id": (S,), "hparams": {name: (S,)}}` (the seed ids whose init and data order each
     lane uses); `chunks[n]` runs n unguarded steps and returns (states, ok,
-    t0 + n); `guarded(n)` is the guarded version, compiled on first use (only runs where a
-    seed diverges need it); `evaluate(states, eval_sets)` measures the loss and metrics.
+    t0 + n); `guarded(n)((states, fast, ok), t0, data)` reruns them guarded for the seeds
+    not `ok` (see `make_guarded_chunk`), compiled on first use (only runs where a seed
+    diverges need it); `evaluate(states, eval_sets)` measures the loss and metrics.
     The step counter stays on the devices from chunk to chunk: placing a fresh host
     scalar on a mesh costs 0.1-0.3 ms per chunk on CPU, more than a small chunk's work.
     `compile_seconds` counts every compile, the late ones included.
@@ -238,7 +252,7 @@ class Engine:
         ready for the next chunk)."""
         new, ok, t_end = self.chunks[length](state, t0, data)
         if not all(dev.agree([bool(np.all(dev.to_host(ok)))])):
-            new = self.guarded(length)(state, t0, data)
+            new = self.guarded(length)((state, new, ok), t0, data)
         return jax.block_until_ready(new), t_end
 
 
@@ -281,7 +295,10 @@ def compile_engine(problem: Problem, config: TrainConfig, mesh, seed_block: int,
     state = init(inputs.lanes, inputs.key)  # example state to compile the chunks for
     t0 = dev.replicated(mesh, jnp.int32(0))
     start = time.perf_counter()
-    compile_chunk = lambda chunk: lift(chunk, 2, True).lower(state, t0, inputs.data).compile()
+    ok = jax.ShapeDtypeStruct(state.diverged_at.shape, jnp.bool_,
+                              sharding=state.diverged_at.sharding)
+    compile_chunk = lambda chunk: lift(chunk, 2, True).lower(
+        (state, state, ok), t0, inputs.data).compile()
     fast = lambda n: _with_counter(dev.seed_parallel(make_fast_chunk(update, n, unroll),
                                                      mesh, seed_block, 2, True), n)
     chunks = {n: fast(n).lower(state, t0, inputs.data).compile()

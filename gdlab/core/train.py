@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import numbers
+import math
 import os
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,13 +23,13 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from gdlab._checks import InputError, check_int, is_int
+from gdlab._checks import InputError, check_int, is_int, is_real
 from gdlab.config import TrainConfig
 from gdlab.core import checkpoint, engine, store
 from gdlab.core import devices as dev
 from gdlab.core.loop import Checkpointing, Evaluation, LoopResult, LoopSettings, run_loop
 from gdlab.core.manifest import manifest
-from gdlab.core.runs import Runs, save_or_rescue
+from gdlab.core.runs import Runs, load_runs, save_or_rescue
 from gdlab.core.seeds import as_key, seed_ids_of
 from gdlab.core.writers import JsonlWriter, LiveMetrics
 from gdlab.problem import Problem, check_finite, check_measurable, num_data_points
@@ -99,6 +100,13 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
       >>> runs.final_loss.shape, runs.eval_steps.tolist()
       ((8,), [0, 50, 100])
     """
+    _check_progress(progress)
+    if on_eval is not None and not callable(on_eval):
+        raise InputError(f"on_eval must be a callable on_eval(evaluation) or None, got "
+                         f"{on_eval!r}")
+    if _check_flag("resume", resume) and isinstance(out, str | os.PathLike) and \
+            os.fspath(out) and store.holds_run(out) and not checkpoint.exists(out):
+        return _finished(problem, config, seed_ids_of(seeds), out)
     seed_ids = seed_ids_of(seeds)
     lanes = Lanes(seed_ids, {k: np.full(len(seed_ids), v, np.float64)
                              for k, v in _config_hparams(config).items()},
@@ -115,7 +123,7 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
         if plan.out is not None:
             _save(runs, plan, overwrite or resume)
     finally:
-        if out is not None:
+        if isinstance(out, str | os.PathLike) and os.fspath(out):  # bad ones were refused
             store.release_lock(out)
     return runs
 
@@ -137,6 +145,23 @@ def _run_metrics(plan: Plan, on_eval):
         live.close()
 
 
+def _finished(problem: Problem, config, seed_ids: np.ndarray, out) -> Runs:
+    """`resume=True` on a run that already finished: nothing to train, the saved run (a
+    re-run of a finished SLURM array task then succeeds instead of failing), provided it
+    is the run asked for (same config and seeds); another one is refused, never returned."""
+    runs = load_runs(out, problem=problem)
+    same_config = runs.manifest.get("config") == config.describe()
+    if not same_config or not np.array_equal(runs.seed_ids, seed_ids):
+        what = "seeds" if same_config else "config"
+        raise InputError(f"{str(out)!r} holds a finished run with another {what} than this "
+                         "call's; nothing to resume. Pass another out=, or overwrite=True to "
+                         "replace it")
+    if dev.is_main_process():
+        print(f"gdlab: {str(out)!r} already holds the finished run; nothing to resume, "
+              "returning it", file=sys.stderr)
+    return runs
+
+
 def _config_hparams(config: TrainConfig) -> dict[str, float]:
     if not isinstance(config, TrainConfig):
         raise InputError(f"config must be a gdlab.TrainConfig, got {type(config).__name__}")
@@ -149,7 +174,10 @@ def _source_ids(name: str, given, seed_ids: np.ndarray) -> np.ndarray:
         return seed_ids
     if is_int(given):
         return np.full(len(seed_ids), seed_ids_of([int(given)])[0])
-    ids = np.asarray(given)
+    try:
+        ids = np.asarray(given)
+    except (TypeError, ValueError):  # e.g. JAX keys, ragged nests
+        ids = np.zeros(0, object)
     if ids.shape != seed_ids.shape or not np.issubdtype(ids.dtype, np.integer):
         raise InputError(f"{name} must be an int or one int per seed ({len(seed_ids)}), got "
                          f"{given!r}")
@@ -205,10 +233,18 @@ def make_plan(problem: Problem, config: TrainConfig, lanes: Lanes, key, *, eval_
               devices=None, seed_block=None, out=None, overwrite=False, trajectories=0,
               checkpoint_every=None, resume=False, seeds_per_call=None, unroll=1) -> Plan:
     """Check every input (nothing compiles or is written) and decide the layout."""
+    for name, flag in (("overwrite", overwrite), ("resume", resume)):
+        _check_flag(name, flag)
+    _check_hyperparams(lanes.hparams)
+    run_key = as_key(key)
+    if run_key.shape != ():
+        raise InputError(f"key must be one key (an int or a scalar jax.random.key), got a key "
+                         f"array of shape {run_key.shape}")
     record = check_int("trajectories", trajectories, 0, len(lanes),
                        hint="the number of seeds whose params are recorded")
     unroll = check_int("unroll", unroll, minimum=1, hint="steps per scan iteration")
     eval_sets = _check_inputs(problem, config, eval_data)
+    _check_devices(devices)
     out_path = _check_out(out, overwrite, checkpoint_every, resume, problem)
     mesh = dev.seed_mesh(devices, len(lanes))
     if mesh.devices.flat[0].platform == "cpu":
@@ -221,7 +257,7 @@ def make_plan(problem: Problem, config: TrainConfig, lanes: Lanes, key, *, eval_
     if record > group:
         raise InputError(f"trajectories={record} is more than the {group} seeds trained per "
                          "call (seeds_per_call); record at most that many")
-    return Plan(lanes, as_key(key), mesh, block, group,
+    return Plan(lanes, run_key, mesh, block, group,
                 dev.padded_seed_count(group, mesh.size, block), record, eval_sets, out_path,
                 checkpoint_every, resume, unroll)
 
@@ -246,6 +282,7 @@ class Trained:
 def run_plan(problem: Problem, config: TrainConfig, plan: Plan, progress=None,
              on_eval=None) -> Trained:
     """Compile (or reuse) the engine and train every seed group of the plan."""
+    _check_progress(progress)
     groups = [plan.lanes.take(np.arange(i, min(i + plan.padded, len(plan.lanes))))
               for i in range(0, len(plan.lanes), plan.padded)]
     placed = lambda lanes: _place_lanes(plan.mesh, _pad(lanes, plan.padded))
@@ -390,8 +427,11 @@ def _check_out(out, overwrite: bool, checkpoint_every, resume: bool,
         if checkpoint_every is not None or resume:
             raise InputError("checkpoint_every and resume need an output directory (out=...)")
         return None
-    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(
-            checkpoint_every, numbers.Real) or not 0 <= checkpoint_every < float("inf")):
+    if not isinstance(out, str | os.PathLike) or not os.fspath(out):
+        raise InputError(f"out must be a directory path (a non-empty str or os.PathLike) or "
+                         f"None, got {out!r}")
+    if checkpoint_every is not None and not (is_real(checkpoint_every) and 0 <= _seconds(
+            checkpoint_every) < math.inf):
         raise InputError(f"checkpoint_every must be a number of seconds >= 0 (0 = after every "
                          f"chunk) or None, got {checkpoint_every!r}")
     path = store.check_writable(out, overwrite or resume)
@@ -423,15 +463,82 @@ def _check_inputs(problem: Problem, config: TrainConfig, eval_data: PyTree) -> d
         if problem.data is None:
             raise InputError(f"eval_data given but problem {problem.name!r} has no data")
         num_data_points(eval_data, where="eval_data")
+        _check_like_data(problem, eval_data, "eval_data")
         sets = {"eval": eval_data}
     if problem.test_data is not None:
+        _check_like_data(problem, problem.test_data, "test_data")
         sets["test"] = problem.test_data
-    for where, data in (("data", problem.data), *sets.items()):
-        _memo(("finite", where, id(data)), lambda d=data, w=where: check_finite(d, w), data)
+    named = {"data": problem.data, **{f"{k}_data": v for k, v in sets.items() if k != "train"}}
+    for where, data in named.items():  # data, eval_data, test_data: as the user calls them
+        check = lambda d=data, w=where: check_finite(d, w)
+        if all(isinstance(x, jax.Array) for x in jax.tree.leaves(data)):
+            _memo(("finite", where, id(data)), check, data)  # immutable: once per object
+        else:  # NumPy arrays can change in place between calls
+            check()
     _memo(("scalar", problem.init, problem.loss, tuple(problem.metrics.items()),
            config.batch_size, engine.avals(sets)),
           lambda: check_measurable(problem, config.batch_size if n else None, sets))
     return sets
+
+
+def _seconds(value: Any) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float range
+        return math.inf
+
+
+def _check_flag(name: str, value: Any, hint: str = "") -> bool:
+    if not isinstance(value, bool | np.bool_):
+        raise InputError(f"{name} must be True or False{f' {hint}' if hint else ''}, got "
+                         f"{value!r}")
+    return bool(value)
+
+
+def _check_progress(progress: Any) -> None:
+    if progress is not None:
+        _check_flag("progress", progress, "or None (when stderr is a terminal)")
+
+
+def _check_devices(devices: Any) -> None:
+    if devices is None:
+        return
+    try:
+        listed = list(devices)
+    except TypeError:
+        listed = None
+    if not listed or not all(isinstance(d, jax.Device) for d in listed):
+        raise InputError(f"devices must be None or a non-empty sequence of jax.Device "
+                         f"(e.g. jax.devices()), got {devices!r}")
+
+
+def _check_hyperparams(hparams: dict[str, np.ndarray]) -> None:
+    """The injected hyperparameters enter the program as float32: refuse values that
+    overflow it, a rate that rounds to 0, a momentum that rounds to 1."""
+    with np.errstate(over="ignore"):
+        for name, values in hparams.items():
+            as32 = values.astype(np.float32)
+            bad = ~np.isfinite(as32) | (as32 <= 0 if name == "learning_rate" else
+                                        as32 >= 1 if name == "momentum" else as32 < 0)
+            if bad.any():
+                raise InputError(f"{name} {float(values[bad][0])!r} is out of range in "
+                                 f"float32, the dtype the compiled program holds it in (it "
+                                 f"becomes {float(as32[bad][0])!r}); valid: "
+                                 f"{_FLOAT32_RANGE[name]}")
+
+
+_FLOAT32_RANGE = {"learning_rate": "1.4e-45 .. 3.4e38", "momentum": "0 .. 0.99999994",
+                  "weight_decay": "0 .. 3.4e38"}
+
+
+def _check_like_data(problem: Problem, data: PyTree, name: str) -> None:
+    """`data` has the training data's structure and per-example shapes (its N may differ)."""
+    want, got = (jax.tree.map(lambda x: tuple(np.shape(x)[1:]), d)
+                 for d in (problem.data, data))
+    if jax.tree.structure(want) != jax.tree.structure(got) or \
+            jax.tree.leaves(want) != jax.tree.leaves(got):
+        raise InputError(f"{name} must have the training data's structure and per-example "
+                         f"shapes {want} (any N), got {got}")
 
 
 def _choose_block(problem, config, seed_block, num_seeds, mesh) -> int:
