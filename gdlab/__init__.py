@@ -21,6 +21,7 @@ _devices.default_compilation_cache()  # compiled programs kept on disk across pr
 
 from gdlab import atlas, batch, costs, landscape, problems, symmetry
 from gdlab._checks import InputError
+from gdlab.atlas.functions import disagreement
 from gdlab.atlas.minima import (
     Atlas,
     Endpoints,
@@ -73,6 +74,7 @@ __all__ = [
     "classify_endpoints",
     "costs",
     "curvature",
+    "disagreement",
     "find_minima",
     "fit_power_law",
     "fit_scaling",

@@ -508,11 +508,13 @@ def test_mnist1d_problem_per_model(model, shape):
     assert jax.eval_shape(p.metrics["accuracy"], params, p.test_data).shape == ()
 
 
-def test_builtins_are_registered_and_tanh_mlp_has_symmetry():
+def test_builtins_are_registered_with_their_activation_symmetry():
     assert problems.BUILTINS["digits"] is problems.digits
     assert problems.BUILTINS["mnist1d"] is problems.mnist1d
-    assert problems.digits(activation="tanh").symmetry is not None
-    assert problems.digits().symmetry is None
+    actions = lambda p: {g.action for g in p.symmetry.groups}
+    assert actions(problems.digits(activation="tanh")) == {"sign"}
+    assert actions(problems.digits()) == {"scale"}  # relu: positive rescaling
+    assert actions(problems.digits(activation="gelu")) == {"permute"}
 
 
 def test_digits_logistic_regression_matches_scikit_learn():

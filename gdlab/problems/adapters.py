@@ -6,6 +6,14 @@ per-example loss over a batch `{"x", "y"}`, and whose `predict(params, batch)` g
 model's outputs. `metrics=` adds measurements on the outputs (e.g. `accuracy`) and
 `test=(x_test, y_test)` sets held-out data (`Problem.test_data`).
 
+`problem.symmetry` is derived from the model (`symmetry="auto"`, the default): when the
+params are a chain of Dense/Conv layers, the hidden units' permutations (and, found by
+checking the model, sign flips for odd activations and positive rescalings for
+homogeneous ones) become a `gdlab.symmetry.Symmetry`; `activation=` states the hidden
+activation instead of finding it. A model that is not such a chain (residual
+connections, normalisation, attention) gets `symmetry=None` and a `SymmetryNote`
+warning saying why (`gdlab.symmetry.for_problem(problem)` raises with the same reason).
+
 Data may be JAX or NumPy arrays, nested lists, or dicts of those (for multi-input
 models); it is converted once and checked: non-numeric leaves and NaN/inf values are
 rejected with an `InputError` naming the array.
@@ -13,7 +21,9 @@ rejected with an `InputError` naming the array.
 
 from __future__ import annotations
 
+import dataclasses
 import types
+import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gdlab import symmetry as _symmetry
 from gdlab._checks import InputError
 from gdlab.problem import Problem, num_data_points
 
@@ -236,13 +247,52 @@ def _probe(problem: Problem, hint: str) -> None:
                              "(a metric is the mean over the batch)")
 
 
+def _with_symmetry(problem: Problem, symmetry: Any, activation: Any, where: str) -> Problem:
+    """`problem` with its `symmetry` set as an adapter's `symmetry=` / `activation=` say.
+
+    "auto": derived and checked on the model (`gdlab.symmetry.for_problem`); a model
+    that is not a Dense/Conv chain keeps None, with a `SymmetryNote` warning unless it
+    has no hidden layer at all; with `activation` given, a failure is an InputError.
+    """
+    if symmetry is None:
+        if activation is not None:
+            raise InputError(f"{where}: activation={activation!r} is for symmetry='auto'; "
+                             "with symmetry=None it would be ignored")
+        return problem
+    if isinstance(symmetry, str):
+        if symmetry != "auto":
+            raise InputError(f"{where}: symmetry must be 'auto', None or a "
+                             f"gdlab.symmetry.Symmetry, got {symmetry!r}")
+        return _derived_symmetry(problem, activation, where)
+    if not callable(symmetry):
+        raise InputError(f"{where}: symmetry must be 'auto', None or a "
+                         f"gdlab.symmetry.Symmetry, got {type(symmetry).__name__}")
+    return dataclasses.replace(problem, symmetry=symmetry)
+
+
+def _derived_symmetry(problem: Problem, activation: Any, where: str) -> Problem:
+    try:
+        layers = _symmetry.layers_of(problem.params_shape())
+        if len(layers) < 2 and activation is None:
+            return problem  # a linear model: no hidden units, nothing to note
+        sym = _symmetry.for_problem(problem, activation)
+    except InputError as e:
+        if activation is not None:
+            raise InputError(f"{where}: cannot derive the symmetry: {e}") from e
+        warnings.warn(f"{where}: problem.symmetry is None: {e}", _symmetry.SymmetryNote,
+                      stacklevel=3)
+        return problem
+    return dataclasses.replace(problem, symmetry=sym)
+
+
 # --- flax linen ------------------------------------------------------------------------
 
 
 def from_flax(module: nn.Module, x: ArrayLike, y: ArrayLike, per_example_loss: PerExampleLoss,
               name: str = "flax", description: str = "", *,
               metrics: Mapping[str, OutputMetric] | None = None,
-              test: tuple[ArrayLike, ArrayLike] | None = None) -> Problem:
+              test: tuple[ArrayLike, ArrayLike] | None = None,
+              symmetry: Any = "auto", activation: Any = None) -> Problem:
     """Turn a flax linen module, a dataset and a per-example loss into a Problem.
 
     Params are the module's `"params"` collection (`module.init(key, x[:1])`, fresh per
@@ -258,6 +308,10 @@ def from_flax(module: nn.Module, x: ArrayLike, y: ArrayLike, per_example_loss: P
       description: one line for reports.
       metrics: `{name: fn(outputs_B, targets_B) -> scalar}`, e.g. `CLASSIFICATION_METRICS`.
       test: held-out `(x_test, y_test)`, set as `Problem.test_data`.
+      symmetry: "auto" (derive it from the model, see the module docstring), None, or a
+        `gdlab.symmetry.Symmetry` (or any `params -> canonical params` function).
+      activation: the hidden activation ("relu", "tanh", a function, or one per hidden
+        layer) for `symmetry="auto"`, checked on the model; None finds it.
 
     Returns:
       A `gdlab.Problem` with `predict(params, batch)` giving the module's outputs.
@@ -288,9 +342,10 @@ def from_flax(module: nn.Module, x: ArrayLike, y: ArrayLike, per_example_loss: P
     def apply(params, x_B):
         return module.apply({"params": params}, x_B)
 
-    return _supervised_problem(init, apply, data, per_example_loss, metrics=metrics,
-                               test_data=_as_test_data(test, data, where), name=name,
-                               description=description)
+    problem = _supervised_problem(init, apply, data, per_example_loss, metrics=metrics,
+                                  test_data=_as_test_data(test, data, where), name=name,
+                                  description=description)
+    return _with_symmetry(problem, symmetry, activation, where)
 
 
 # --- flax nnx --------------------------------------------------------------------------
@@ -300,7 +355,8 @@ def from_nnx(model: nnx.Module | Callable[[nnx.Rngs], nnx.Module], x: ArrayLike,
              y: ArrayLike, per_example_loss: PerExampleLoss, *,
              metrics: Mapping[str, OutputMetric] | None = None,
              test: tuple[ArrayLike, ArrayLike] | None = None, name: str = "nnx",
-             description: str = "") -> Problem:
+             description: str = "", symmetry: Any = "auto",
+             activation: Any = None) -> Problem:
     """Turn a flax nnx model (or a builder of one), a dataset and a loss into a Problem.
 
     Only `nnx.Param` variables are trained: params are the `nnx.State` of Params from
@@ -318,6 +374,10 @@ def from_nnx(model: nnx.Module | Callable[[nnx.Rngs], nnx.Module], x: ArrayLike,
       per_example_loss: `loss(prediction_i, target_i) -> scalar` for one example.
       metrics: `{name: fn(outputs_B, targets_B) -> scalar}`, e.g. `CLASSIFICATION_METRICS`.
       test: held-out `(x_test, y_test)`, set as `Problem.test_data`.
+      symmetry: "auto" (derive it from the model, see the module docstring), None, or a
+        `gdlab.symmetry.Symmetry` (or any `params -> canonical params` function).
+      activation: the hidden activation ("relu", "tanh", a function, or one per hidden
+        layer) for `symmetry="auto"`, checked on the model; None finds it.
       name: problem name used in reports.
       description: one line for reports.
 
@@ -348,9 +408,10 @@ def from_nnx(model: nnx.Module | Callable[[nnx.Rngs], nnx.Module], x: ArrayLike,
     def apply(params, x_B):
         return nnx.merge(graphdef, params, rest, copy=True)(x_B)
 
-    return _supervised_problem(init, apply, data, per_example_loss, metrics=metrics,
-                               test_data=_as_test_data(test, data, where), name=name,
-                               description=description)
+    problem = _supervised_problem(init, apply, data, per_example_loss, metrics=metrics,
+                                  test_data=_as_test_data(test, data, where), name=name,
+                                  description=description)
+    return _with_symmetry(problem, symmetry, activation, where)
 
 
 def _nnx_builder(model: Any, where: str) -> Callable | None:
@@ -454,7 +515,8 @@ def from_equinox(model: eqx.Module | Callable[[jax.Array], eqx.Module], x: Array
                  y: ArrayLike, per_example_loss: PerExampleLoss, *, batched: bool = False,
                  metrics: Mapping[str, OutputMetric] | None = None,
                  test: tuple[ArrayLike, ArrayLike] | None = None, name: str = "equinox",
-                 description: str = "") -> Problem:
+                 description: str = "", symmetry: Any = "auto",
+                 activation: Any = None) -> Problem:
     """Turn an equinox model (or a builder of one), a dataset and a loss into a Problem.
 
     Params are the floating-point arrays, `eqx.partition(model, eqx.is_inexact_array)`'s
@@ -472,6 +534,10 @@ def from_equinox(model: eqx.Module | Callable[[jax.Array], eqx.Module], x: Array
         over the batch; True: it maps a batch itself.
       metrics: `{name: fn(outputs_B, targets_B) -> scalar}`, e.g. `CLASSIFICATION_METRICS`.
       test: held-out `(x_test, y_test)`, set as `Problem.test_data`.
+      symmetry: "auto" (derive it from the model, see the module docstring), None, or a
+        `gdlab.symmetry.Symmetry` (or any `params -> canonical params` function).
+      activation: the hidden activation ("relu", "tanh", a function, or one per hidden
+        layer) for `symmetry="auto"`, checked on the model; None finds it.
       name: problem name used in reports.
       description: one line for reports.
 
@@ -502,9 +568,10 @@ def from_equinox(model: eqx.Module | Callable[[jax.Array], eqx.Module], x: Array
         net = eqx.combine(params, static)
         return net(x_B) if batched else jax.vmap(net)(x_B)
 
-    return _supervised_problem(init, apply, data, per_example_loss, metrics=metrics,
-                               test_data=_as_test_data(test, data, where), name=name,
-                               description=description, hint=_EQX_HINT)
+    problem = _supervised_problem(init, apply, data, per_example_loss, metrics=metrics,
+                                  test_data=_as_test_data(test, data, where), name=name,
+                                  description=description, hint=_EQX_HINT)
+    return _with_symmetry(problem, symmetry, activation, where)
 
 
 _EQX_HINT = ("a model with Dropout or BatchNorm must be in inference mode: pass "

@@ -10,7 +10,11 @@ Every problem is a 10-class classifier trained with softmax cross-entropy on
 "accuracy" and "error"; `predict` gives logits. Models: "mlp" (hidden widths and an
 activation), "cnn" (convolutions, then a linear layer) and "logistic" (linear: the
 convex control). `weight_decay` adds `0.5 * weight_decay * sum(kernel ** 2)` (weights,
-not biases) to the loss.
+not biases) to the loss. `symmetry` is the model's `gdlab.symmetry.Symmetry` (hidden
+units or channels permuted; sign flips for tanh, positive rescalings for relu; the
+logistic model has none). Weight decay breaks the rescaling symmetry of relu units (it
+penalises c^2 |w_in|^2 + |w_out|^2 / c^2), so with `weight_decay > 0` relu layers get
+permutations only.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from gdlab._checks import InputError, check_choice, check_int, check_real
 from gdlab.problem import Problem, builtin
 from gdlab.problems.adapters import CLASSIFICATION_METRICS, cross_entropy, from_flax
 from gdlab.problems.neural import CNN, MLP, activation_fn
-from gdlab.symmetry import tanh_mlp_canonical
+from gdlab.symmetry import for_model
 
 MODELS = ("mlp", "cnn", "logistic")
 STANDARDIZE = ("feature", "global", "none")
@@ -208,11 +212,12 @@ def _classifier(name: str, split: Split, model: str, hidden, activation: str,
                   name=name, metrics=CLASSIFICATION_METRICS,
                   test=(x_test.reshape(-1, *shape), split.y_test),
                   description=_describe(about, model, hidden, activation, shape,
-                                        weight_decay, split))
+                                        weight_decay, split), symmetry=None)
     if weight_decay:
         p = dataclasses.replace(p, loss=_with_weight_decay(p.loss, float(weight_decay)))
-    if model == "mlp" and activation == "tanh":
-        p = dataclasses.replace(p, symmetry=tanh_mlp_canonical)
+    if hidden:  # hidden units: permutations, and the activation's own symmetry
+        sym = for_model(p.params_shape(), activation)
+        p = dataclasses.replace(p, symmetry=sym.without_rescaling() if weight_decay else sym)
     return p
 
 

@@ -1,7 +1,9 @@
 """Built-in neural networks (flax linen) and the neural built-in problems.
 
 The adapters for your own models (`from_flax`, `from_nnx`, `from_equinox`) live in
-`gdlab.problems.adapters`; `from_flax` is re-exported here for older imports.
+`gdlab.problems.adapters`; `from_flax` is re-exported here for older imports. Every
+built-in network's `symmetry` is its `gdlab.symmetry.Symmetry` (hidden-unit
+permutations, with sign flips for tanh and positive rescalings for relu).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import optax
 from gdlab._checks import InputError
 from gdlab.problem import Problem, builtin
 from gdlab.problems.adapters import from_flax
-from gdlab.symmetry import tanh_mlp_canonical
+from gdlab.symmetry import for_model
 
 # Hidden-layer activations by name (gelu: flax's tanh approximation).
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -104,8 +106,8 @@ def teacher_student(d_in: int = 8, hidden: int = 64, n: int = 4096, noise: float
     y = teacher.apply({"params": t_params}, x) + noise * jax.random.normal(kn, (n, 1))
     p = from_flax(MLP(hidden=(hidden,)), x, y, _half_squared_error, name="teacher_student",
                   description=f"teacher-student tanh MLP {d_in}-{hidden}-1, N={n}: "
-                              "non-convex, symmetric minima")
-    return dataclasses.replace(p, symmetry=tanh_mlp_canonical)
+                              "non-convex, symmetric minima", symmetry=None)
+    return dataclasses.replace(p, symmetry=for_model(p.params_shape(), "tanh"))
 
 
 @builtin
@@ -130,5 +132,6 @@ def two_spirals(n: int = 512, hidden: Sequence[int] = (32, 32), noise: float = 0
     p = from_flax(MLP(hidden=tuple(hidden), out=2), jnp.asarray(x, jnp.float32),
                   jnp.asarray(labels), xent, name="two_spirals",
                   description=f"two spirals, MLP 2-{'-'.join(map(str, hidden))}-2, "
-                              f"N={n}: non-convex classifier")
-    return dataclasses.replace(p, symmetry=tanh_mlp_canonical)
+                              f"N={n}: non-convex classifier", symmetry=None)
+    return dataclasses.replace(p, symmetry=for_model(p.params_shape(), "tanh")
+                               if len(hidden) else None)
