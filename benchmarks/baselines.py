@@ -5,9 +5,10 @@ Each builder returns `run() -> float`, the seconds of one timed run after compil
 of `timed_seeds` seeds (the caller extrapolates to all seeds).
 
 - `flax_loop_*` (baseline a): one seed at a time, a jitted flax + optax train step called
-  from a Python loop, as in most tutorials.
+  from a Python loop, as in most tutorials (W5: the per-seed jitted loop).
 - `bare_jax_*` (baseline b): one hand-written `jit(vmap(scan))` of the same math, without
-  gdlab's chunking, sharding, divergence guard or bookkeeping.
+  gdlab's chunking, sharding, divergence guard or bookkeeping (`bare_jax_mlp_rates`: the
+  same program run once per learning rate, the rate an argument).
 - `torch_*` (baseline c): PyTorch `torch.func` ensembles (`stack_module_state` + `vmap`),
   a Python loop over steps; only when torch is installed (`torch_available()`).
 
@@ -18,14 +19,14 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gdlab.problems.neural import MLP
+from gdlab.problems.neural import CNN, MLP
 
 
 def _seconds(fn: Callable[[], object]) -> float:
@@ -71,13 +72,13 @@ def mlp_loss(p, x, y):
     return 0.5 * jnp.mean(jnp.sum((out - y) ** 2, axis=-1))
 
 
-def bare_jax_mlp(x, y, hidden: int, seeds: int, steps: int, batch: int,
-                 lr: float) -> Callable[[], float]:
-    """Mini-batch SGD on a one-hidden-layer tanh MLP for every seed: jit(vmap(scan))."""
+def _bare_mlp_program(x, y, hidden: int, seeds: int, steps: int, batch: int):
+    """Compiled `run(keys_S, lr) -> params_S`: mini-batch SGD on a one-hidden-layer tanh MLP
+    for every seed, jit(vmap(scan)); the learning rate is an argument (one compile for all)."""
     n, d_in = x.shape
     grad = jax.grad(mlp_loss)
 
-    def one(key):
+    def one(key, lr):
         init_key, data_key = jax.random.split(key)
 
         def step(p, t):
@@ -89,9 +90,27 @@ def bare_jax_mlp(x, y, hidden: int, seeds: int, steps: int, batch: int,
         return jax.lax.scan(step, p0, jnp.arange(steps))[0]
 
     keys = jax.random.split(jax.random.key(0), seeds)
-    run = jax.jit(jax.vmap(one)).lower(keys).compile()
-    jax.block_until_ready(run(keys))
-    return lambda: _seconds(lambda: run(keys))
+    run = jax.jit(jax.vmap(one, (0, None))).lower(keys, jnp.float32(0.1)).compile()
+    return run, keys
+
+
+def bare_jax_mlp(x, y, hidden: int, seeds: int, steps: int, batch: int,
+                 lr: float) -> Callable[[], float]:
+    """Mini-batch SGD on a one-hidden-layer tanh MLP for every seed: jit(vmap(scan))."""
+    run, keys = _bare_mlp_program(x, y, hidden, seeds, steps, batch)
+    rate = jnp.float32(lr)
+    jax.block_until_ready(run(keys, rate))
+    return lambda: _seconds(lambda: run(keys, rate))
+
+
+def bare_jax_mlp_rates(x, y, hidden: int, seeds: int, steps: int, batch: int,
+                       rates: Sequence[float]) -> Callable[[], float]:
+    """`bare_jax_mlp` once per learning rate, one after another (one compile, warm):
+    returns the seconds of all of them."""
+    run, keys = _bare_mlp_program(x, y, hidden, seeds, steps, batch)
+    rates = [jnp.float32(r) for r in rates]
+    jax.block_until_ready(run(keys, rates[0]))
+    return lambda: sum(_seconds(lambda r=r: run(keys, r)) for r in rates)
 
 
 # --- (a) one seed at a time, flax + optax, Python loop -----------------------------------
@@ -119,15 +138,14 @@ def flax_loop_himmelblau(steps: int, lr: float, timed_seeds: int) -> Callable[[]
     return lambda: _seconds(seeds)
 
 
-def flax_loop_mlp(x, y, hidden: int, steps: int, batch: int, lr: float,
-                  timed_seeds: int) -> Callable[[], float]:
-    """Seconds of `timed_seeds` seeds of a flax MLP trained with a jitted optax step."""
-    n = x.shape[0]
-    model, tx = MLP(hidden=(hidden,)), optax.sgd(lr)
+def flax_loop(model, per_batch_loss, x, y, steps: int, batch: int, lr: float,
+              timed_seeds: int) -> Callable[[], float]:
+    """Seconds of `timed_seeds` seeds of a flax `model` trained one seed at a time with a
+    jitted optax SGD step called from a Python loop; `per_batch_loss(out_B, y_B)`."""
+    n, tx = x.shape[0], optax.sgd(lr)
 
     def loss(params, xb, yb):
-        out = model.apply({"params": params}, xb)
-        return 0.5 * jnp.mean(jnp.sum((out - yb) ** 2, axis=-1))
+        return per_batch_loss(model.apply({"params": params}, xb), yb)
 
     @jax.jit
     def train_step(params, opt_state, key):
@@ -150,6 +168,29 @@ def flax_loop_mlp(x, y, hidden: int, steps: int, batch: int, lr: float,
     params = model.init(jax.random.key(0), x[:1])["params"]
     jax.block_until_ready(train_step(params, tx.init(params), jax.random.key(0)))  # compile
     return lambda: _seconds(seeds)
+
+
+def half_squared_error(out_B, y_B) -> jax.Array:
+    return 0.5 * jnp.mean(jnp.sum((out_B - y_B) ** 2, axis=-1))
+
+
+def cross_entropy(logits_BK, labels_B) -> jax.Array:
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_BK, labels_B))
+
+
+def flax_loop_mlp(x, y, hidden: int, steps: int, batch: int, lr: float,
+                  timed_seeds: int) -> Callable[[], float]:
+    """Seconds of `timed_seeds` seeds of a flax MLP trained with a jitted optax step."""
+    return flax_loop(MLP(hidden=(hidden,)), half_squared_error, x, y, steps, batch, lr,
+                     timed_seeds)
+
+
+def flax_loop_cnn(x, y, channels: int, steps: int, batch: int, lr: float,
+                  timed_seeds: int) -> Callable[[], float]:
+    """Seconds of `timed_seeds` seeds of W5's flax CNN (Conv 3x3 SAME -> ReLU -> Dense),
+    cross-entropy, trained with a jitted optax step."""
+    return flax_loop(CNN(channels=(channels,), kernel_size=(3, 3)), cross_entropy, x, y,
+                     steps, batch, lr, timed_seeds)
 
 
 # --- (c) PyTorch torch.func ensembles ----------------------------------------------------
@@ -186,25 +227,16 @@ def torch_himmelblau(seeds: int, steps: int, lr: float, threads: int) -> Callabl
     return run
 
 
-def torch_mlp(x, y, hidden: int, seeds: int, steps: int, batch: int, lr: float,
-              threads: int) -> Callable[[], float]:
-    """Mini-batch SGD on S copies of a torch MLP: stack_module_state + vmap(grad)."""
-    torch = _torch_setup(threads)
-    from torch import nn
+def torch_ensemble(models: list, loss, x_t, y_t, steps: int, batch: int,
+                   lr: float) -> Callable[[], float]:
+    """Mini-batch SGD on S torch modules at once: stack_module_state + vmap(grad) in a
+    Python loop over steps; `loss(out_B, y_B)`. Returns `run() -> seconds`."""
+    import torch
     from torch.func import functional_call, grad, stack_module_state, vmap
-    x_t, y_t = torch.from_numpy(np.array(x)), torch.from_numpy(np.array(y))  # writable copies
-    n, d_in = x_t.shape
-    torch.manual_seed(0)
-    models = [nn.Sequential(nn.Linear(d_in, hidden), nn.Tanh(), nn.Linear(hidden, 1))
-              for _ in range(seeds)]
+    n, seeds = x_t.shape[0], len(models)
     params0, buffers = stack_module_state(models)
     base = copy.deepcopy(models[0]).to("meta")
-
-    def loss(p, b, xb, yb):
-        out = functional_call(base, (p, b), (xb,))
-        return 0.5 * ((out - yb) ** 2).sum(-1).mean()
-
-    g = vmap(grad(loss))
+    g = vmap(grad(lambda p, b, xb, yb: loss(functional_call(base, (p, b), (xb,)), yb)))
     gen = torch.Generator().manual_seed(1)
 
     def run(num_steps: int = steps) -> float:
@@ -218,3 +250,31 @@ def torch_mlp(x, y, hidden: int, seeds: int, steps: int, batch: int, lr: float,
 
     run(min(steps, 5))  # warm-up
     return run
+
+
+def torch_mlp(x, y, hidden: int, seeds: int, steps: int, batch: int, lr: float,
+              threads: int) -> Callable[[], float]:
+    """Mini-batch SGD on S copies of a torch MLP: stack_module_state + vmap(grad)."""
+    torch = _torch_setup(threads)
+    from torch import nn
+    x_t, y_t = torch.from_numpy(np.array(x)), torch.from_numpy(np.array(y))  # writable copies
+    torch.manual_seed(0)
+    models = [nn.Sequential(nn.Linear(x_t.shape[1], hidden), nn.Tanh(), nn.Linear(hidden, 1))
+              for _ in range(seeds)]
+    return torch_ensemble(models, lambda out, yb: 0.5 * ((out - yb) ** 2).sum(-1).mean(),
+                          x_t, y_t, steps, batch, lr)
+
+
+def torch_cnn(x, y, channels: int, seeds: int, steps: int, batch: int, lr: float,
+              threads: int) -> Callable[[], float]:
+    """W5's CNN as S torch modules (Conv2d 3x3 padding 1 -> ReLU -> Linear), images NCHW."""
+    torch = _torch_setup(threads)
+    from torch import nn
+    x_t = torch.from_numpy(np.array(x)).permute(0, 3, 1, 2).contiguous()  # NHWC -> NCHW
+    y_t = torch.from_numpy(np.array(y)).long()
+    h, w = x_t.shape[2:]
+    torch.manual_seed(0)
+    models = [nn.Sequential(nn.Conv2d(x_t.shape[1], channels, 3, padding=1), nn.ReLU(),
+                            nn.Flatten(), nn.Linear(channels * h * w, 10))
+              for _ in range(seeds)]
+    return torch_ensemble(models, nn.functional.cross_entropy, x_t, y_t, steps, batch, lr)

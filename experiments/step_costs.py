@@ -8,7 +8,8 @@ laws `t ~ N^a P^b` with 95% intervals are fitted per part on the large sizes; th
 of each part is shown per size; the per-seed cost when S seeds share one vmapped step
 shows how much vmapping amortises. Finally a time model (steps x (derivative + update) +
 evaluations x loss + calls x fixed cost) predicts the wall time of real `gdlab.train`
-runs for several (batch size, eval interval K) pairs, and the error is reported.
+runs for several (batch size, eval interval K) pairs, and the error is reported, on one
+device and on every device (the model counting devices and seeds per device).
 
 Run:
   python experiments/step_costs.py [--smoke] [--out DIR]     (or: gdlab run step_costs)
@@ -37,6 +38,7 @@ from gdlab.costs.model import (
     fit_power_law,
     host_overhead,
     relative_error,
+    run_layout,
 )
 from gdlab.costs.profile import StepProfile
 from gdlab.plots import costs as plots_costs
@@ -83,6 +85,9 @@ class Config:
     # Long timed calls, as the runs' chunks are: a short compiled loop pays its start-up
     # (output buffers, waking the thread pool) on few repetitions.
     model_min_seconds: float = 0.02
+    # (seeds, B, K, steps) of runs on every device (gdlab's default: on CPU one per core),
+    # predicted by the device-aware model (`run_layout` + `TimeModel.for_run`)
+    device_runs: tuple[tuple[int, int, int, int], ...] = ((256, 64, 100, 1000),)
     calibration_batch: int = 16
     calibration_steps: int = 300
     calibration_repeats: int = 3
@@ -101,7 +106,7 @@ def get_config(smoke: bool = False) -> Config:
                   seeds_parts=("derivative",), model_seeds=2, model_width=8, model_data=256,
                   model_runs=((16, 4, 40),), model_repeats=1, model_profile_repeats=3,
                   model_min_seconds=5e-4, calibration_steps=10, calibration_repeats=1,
-                  smoke=True)
+                  device_runs=((8, 16, 10, 40),), smoke=True)
 
 
 def _problem(config: Config, width: int, n: int):
@@ -131,7 +136,7 @@ def _grid(config: Config, widths, points, parts) -> dict[str, np.ndarray]:
             rows.append([n, prof.num_params, width, prof.floor.median,
                          *get(lambda c: c.seconds), *get(lambda c: c.timing.spread),
                          *get(lambda c: c.timing.below_floor),
-                         *get(lambda c: c.flops or np.nan)])
+                         *get(lambda c: c.flops or np.nan), *get(_temp_bytes)])
         print(f"  width {width}: P={prof.num_params}: " + ", ".join(
             f"{p} {prof.seconds(p) * 1e6:.4g} µs" for p in parts) + f" at N={n}")
     a = np.array(rows, dtype=np.float64)
@@ -139,7 +144,12 @@ def _grid(config: Config, widths, points, parts) -> dict[str, np.ndarray]:
     cols = lambda i: a[:, 4 + i * k:4 + (i + 1) * k]
     return {"n": a[:, 0], "p": a[:, 1], "width": a[:, 2], "floor": a[:, 3],
             "seconds": cols(0), "spread": cols(1), "below_floor": cols(2) > 0,
-            "flops": cols(3), "parts": list(parts)}
+            "flops": cols(3), "temp_bytes": cols(4), "parts": list(parts)}
+
+
+def _temp_bytes(part) -> float:
+    """Temporaries one call of a part needs (XLA's memory analysis; nan if none)."""
+    return np.nan if part.memory is None else float(part.memory.temp_bytes)
 
 
 def scaling_grid(config: Config) -> dict[str, dict]:
@@ -184,15 +194,17 @@ def seeds_sweep(config: Config) -> dict[str, np.ndarray]:
     """Every part for S seeds sharing one vmapped call."""
     problem = _problem(config, config.seeds_width, max(config.seeds_eval_points,
                                                        config.seeds_batch))
-    seconds = []
+    seconds, temp = [], []
     for s in config.seed_counts:
         prof = _profile(config, problem, config.seeds_batch, seeds=s,
                         eval_points=config.seeds_eval_points, parts=config.seeds_parts)
         seconds.append([prof.seconds(p) for p in config.seeds_parts])
+        temp.append([_temp_bytes(prof.parts[p]) for p in config.seeds_parts])
         print(f"  S={s}: " + ", ".join(f"{p} {prof.seconds(p) / s * 1e6:.3g}"
                                        for p in config.seeds_parts) + " µs per seed")
     return {"seeds": np.array(config.seed_counts, np.float64),
-            "seconds": np.array(seconds, np.float64)}
+            "seconds": np.array(seconds, np.float64),
+            "temp_bytes": np.array(temp, np.float64)}
 
 
 MODELS = ("parts", "fused")
@@ -285,6 +297,53 @@ def time_model_check(config: Config) -> tuple[list[dict], dict, dict[int, StepPr
     return out, host, profiles
 
 
+def devices_check(config: Config, host: dict) -> list[dict]:
+    """Predicted against measured wall time of runs on every device (gdlab's default).
+
+    The device-aware model profiles one seed block (`run_layout(...).seed_block`, what a
+    device vmaps together), alone and on every device at once (its concurrency), and
+    scales it to the seeds of one device (`TimeModel.for_run`); the one-device model
+    profiles all S seeds on one device, as if it trained them alone. Each round runs,
+    then profiles; the host costs are the ones `time_model_check` calibrated (fused)."""
+    problem = _problem(config, config.model_width, config.model_data)
+    out = []
+    for seeds, b, k, steps in config.device_runs:
+        train_config = _train_config(config, b, steps, eval_every=k)
+        layout = run_layout(problem, train_config, seeds)
+        block = gdlab.StepProfiler(problem, train_config, seeds=layout.seed_block,
+                                   devices=layout.devices)
+        whole = gdlab.StepProfiler(problem, train_config, seeds=seeds)
+        train = lambda c=train_config, n=seeds: gdlab.train(problem, c, seeds=n, progress=False)
+        train()  # compile
+        kw = dict(step="fused", call_seconds=host["fused"]["call"],
+                  eval_overhead_seconds=host["fused"]["eval"])
+        measure = lambda p: p.measure(repeats=config.model_profile_repeats,
+                                      min_seconds=config.model_min_seconds)
+        rounds, together = [], []
+        for _ in range(config.model_repeats):
+            wall = train().timings["total_seconds"]
+            prof = measure(block)
+            together.append(prof.concurrency or 1.0)
+            rounds.append((wall, TimeModel.for_run(prof, layout, **kw)
+                           .predict_config(train_config),
+                           TimeModel.from_profile(measure(whole), **kw)
+                           .predict_config(train_config)))
+        wall, aware, alone = np.median(np.array(rounds), axis=0)
+        out.append({"seeds": seeds, "batch_size": b, "eval_every": k, "steps": steps,
+                    "layout": dataclasses.asdict(layout), "measured": float(wall),
+                    "concurrency": float(np.median(together)),
+                    "device_aware": float(aware), "one_device": float(alone),
+                    "error_device_aware": float(np.median([relative_error(r[1], r[0])
+                                                           for r in rounds])),
+                    "error_one_device": float(np.median([relative_error(r[2], r[0])
+                                                         for r in rounds]))})
+        m = out[-1]
+        print(f"  S={seeds} on {layout.devices} devices (block {layout.seed_block}): measured "
+              f"{wall:.3f} s, device-aware {aware:.3f} s ({m['error_device_aware']:+.1%}), "
+              f"one-device {alone:.3f} s ({m['error_one_device']:+.1%})")
+    return out
+
+
 def run(config: Config, out=None) -> Path:
     """Run the study and write its directory; returns the path."""
     out = study_dir("step_costs", out)
@@ -296,6 +355,8 @@ def run(config: Config, out=None) -> Path:
     seeds = seeds_sweep(config)
     print("time model ...")
     model, host, profiles = time_model_check(config)
+    print("time model on every device ...")
+    devices = devices_check(config, host)
     _figures(config, grids, fits, seeds, model, out)
     seconds = time.perf_counter() - start
     listed = lambda d: {k: np.asarray(v).tolist() for k, v in d.items()}
@@ -303,11 +364,12 @@ def run(config: Config, out=None) -> Path:
                "fits": {p: {s: f and f.describe() for s, f in d.items()}
                         for p, d in fits.items()},
                "seeds": listed(seeds), "time_model": model, "host_costs": host,
+               "devices_check": devices,
                "model_profiles": {b: p.describe() for b, p in profiles.items()},
                "config": dataclasses.asdict(config), "seconds": seconds}
     write_text(out / "results.json", json.dumps(results, indent=1, default=str))
     write_text(out / "report.md", _report(config, grids, fits, seeds, model, host, profiles,
-                                            seconds))
+                                            seconds) + _devices_report(devices))
     print(f"step_costs study written to {out} ({seconds:.0f} s)")
     return out
 
@@ -350,6 +412,29 @@ def _figures(config, grids, fits, seeds, model, out: Path) -> None:
         "time model against gdlab.train"), out / "time_model.png")
 
 
+def _devices_report(devices: list[dict]) -> str:
+    """The section on runs that use every device."""
+    rows = [[d["seeds"], d["layout"]["devices"], d["layout"]["seeds_per_device"],
+             d["layout"]["seed_block"], f"{d['concurrency']:.2f}", d["batch_size"],
+             d["eval_every"], d["steps"],
+             f"{d['measured']:.3f}", f"{d['device_aware']:.3f}",
+             f"{d['error_device_aware']:+.1%}", f"{d['one_device']:.3f}",
+             f"{d['error_one_device']:+.1%}"] for d in devices]
+    return "\n\n".join([
+        "\n## Time model on every device",
+        "`gdlab.train` shards the seeds over every device (on CPU, one per core) and each "
+        "device runs its seeds block by block. The device-aware model "
+        "(`gdlab.costs.run_layout` + `TimeModel.for_run`) profiles one seed block on one "
+        "device, alone and on every device at once ('devices at once': its speed per "
+        "device then, against alone: 1 = side by side at full speed, 1/devices = they "
+        "take turns, as when other processes hold the cores), and scales it to a device's "
+        "seeds; the one-device model profiles all S seeds vmapped together on one device.",
+        markdown_table(["S", "devices", "seeds / device", "block", "devices at once", "B",
+                        "K", "steps",
+                        "measured s", "device-aware s", "error", "one-device s", "error"],
+                       rows)]) + "\n"
+
+
 def _fit_rows(fits) -> list[list]:
     rows = []
     for part, by_scope in fits.items():
@@ -370,7 +455,8 @@ def _grid_rows(grid) -> list[list]:
         for c in range(len(grid["parts"])):
             s = grid["seconds"][i, c]
             text = f"< {s:.2e}" if grid["below_floor"][i, c] else f"{s:.2e}"
-            cells.append(f"{text} ({grid['flops'][i, c] / s / 1e9:.1f})")
+            cells.append(f"{text} ({grid['flops'][i, c] / s / 1e9:.1f}; "
+                         f"{grid['temp_bytes'][i, c] / 1024:.0f} KiB)")
         rows.append([int(grid["n"][i]), int(grid["width"][i]), int(grid["p"][i]), *cells])
     return rows
 
@@ -379,8 +465,9 @@ def _report(config, grids, fits, seeds, model, host, profiles, seconds) -> str:
     main, up = grids["main"], grids["update"]
     s = seeds["seeds"]
     per_seed = seeds["seconds"] / s[:, None]
-    seed_rows = [[int(s[i])] + [f"{per_seed[i, c] * 1e6:.3g}" for c in range(per_seed.shape[1])]
-                 for i in range(len(s))]
+    temp_kib = seeds["temp_bytes"] / 1024
+    seed_rows = [[int(s[i])] + [f"{per_seed[i, c] * 1e6:.3g} ({temp_kib[i, c]:.0f})"
+                                for c in range(per_seed.shape[1])] for i in range(len(s))]
     best = per_seed.argmin(axis=0)
     amort = [f"{n} {per_seed[0, c] / per_seed[best[c], c]:.2g}x at S={int(s[best[c]])} "
              f"({per_seed[0, c] / per_seed[-1, c]:.2g}x at S={int(s[-1])})"
@@ -394,7 +481,8 @@ def _report(config, grids, fits, seeds, model, host, profiles, seconds) -> str:
                    " / ".join(f"{v:.3f}" for v in m["breakdown"].values())] for m in model]
     worst = {k: max(abs(m["error"][k]) for m in model) for k in ("parts", "fused")}
     b0 = model[0]["batch_size"]
-    prof_rows = [[r[0], r[1], r[2], r[3], r[4], r[5], r[7], r[8]] for r in profiles[b0].rows()]
+    prof_rows = [[r[0], r[1], r[2], r[3], r[4], r[5], r[7], r[8], r[9]]
+                 for r in profiles[b0].rows()]
     (n0, n1), (w0, w1) = config.fit_points, config.fit_widths
     return "\n\n".join([
         "# Step costs: what each part of training costs" + (" (smoke)" if config.smoke else ""),
@@ -425,8 +513,8 @@ def _report(config, grids, fits, seeds, model, host, profiles, seconds) -> str:
         "Figures: `scaling_<part>.png` (dashed: the 'large' fit), `shares_vs_N.png` and "
         "`shares_vs_h.png` (share of derivative + update + sample + loss, the loss measured "
         "every step).",
-        "### Every grid point: seconds per call, one seed (achieved GFLOP/s); '<' = below "
-        "floor",
+        "### Every grid point: seconds per call, one seed (achieved GFLOP/s; temporaries "
+        "of one call from XLA's memory analysis); '<' = below floor",
         markdown_table(["N", "h", "P", *main["parts"]], _grid_rows(main)),
         markdown_table(["N", "h", "P", "update"], _grid_rows(up)),
         "## Seeds sharing one vmapped step",
@@ -435,7 +523,8 @@ def _report(config, grids, fits, seeds, model, host, profiles, seconds) -> str:
         ". On a CPU the gain stops once the S seeds' activations leave the cache (which is "
         "why `gdlab.train` vmaps seeds in cache-sized chunks there). Figure: "
         "`per_seed_cost.png`.",
-        markdown_table(["S", *(f"{p} µs/seed" for p in config.seeds_parts)], seed_rows),
+        markdown_table(["S", *(f"{p} µs/seed (temp KiB, all S)" for p in config.seeds_parts)],
+                       seed_rows),
         "## Time model against real runs",
         "predicted = steps x step + evaluations x (one loss call made right after a step, "
         "as training makes it: `StepProfile.eval_seconds`, + the host's cost per "
@@ -474,7 +563,7 @@ def _report(config, grids, fits, seeds, model, host, profiles, seconds) -> str:
                        model_rows),
         f"### Profile at B={b0} ({config.model_seeds} seeds)",
         markdown_table(["part", "median", "spread", "share", "R", "XLA flops", "FLOP/s",
-                        "single call"], prof_rows),
+                        "memory (temp / total)", "single call"], prof_rows),
         f"Total time: {seconds:.0f} s. All numbers: `results.json`.",
     ]) + "\n"
 

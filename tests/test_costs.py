@@ -12,7 +12,7 @@ from gdlab import cli, costs, problems
 from gdlab.core import engine
 from gdlab.costs import profile as costs_profile
 from gdlab.costs import timing
-from gdlab.costs.model import PowerLawFit, TimeModel, fit_power_law
+from gdlab.costs.model import PowerLawFit, RunLayout, TimeModel, fit_power_law, run_layout
 from gdlab.costs.profile import StepProfile
 
 
@@ -230,6 +230,85 @@ def test_time_model_sums_its_parts():
         model.predict(-1, 1, 1)
 
 
+def test_time_model_counts_the_devices_and_seeds_per_device():
+    prof = fake_profile()  # 1 seed profiled: step parts 4 ms, loss call 6 ms
+    base = TimeModel.from_profile(prof)
+    assert (base.devices, base.seeds_per_device, base.groups) == (1, 1, 1)
+    # 2 devices side by side, 8 seeds each: each device runs 8 x the profiled seed
+    two = TimeModel.from_profile(prof, devices=2, seeds_per_device=8)
+    assert two.step_seconds == pytest.approx(8 * base.step_seconds)
+    assert two.eval_seconds == pytest.approx(8 * base.eval_seconds)
+    assert two.call_seconds == base.call_seconds and two.devices == 2
+    layout = RunLayout(seeds=16, devices=2, seeds_per_device=8, seed_block=4, groups=3)
+    run = TimeModel.for_run(prof, layout, call_seconds=1e-3)
+    assert run.step_seconds == two.step_seconds and run.groups == 3
+    assert run.predict(10, 2, 1) == pytest.approx(
+        3 * (10 * two.step_seconds + 2 * two.eval_seconds + 1e-3))
+    with pytest.raises(ValueError, match="devices must be an integer >= 1, got 0"):
+        TimeModel.from_profile(prof, devices=0)
+    with pytest.raises(ValueError, match="seeds_per_device must be an integer >= 1, got 0"):
+        TimeModel.from_profile(prof, seeds_per_device=0)
+
+
+def test_concurrency_is_measured_on_every_device_and_slows_the_model(devices):
+    prof = gdlab.profile_step(tiny_problem(), cfg(), seeds=2, parts=["step", "derivative"],
+                              devices=2, **FAST)
+    assert prof.devices == 2 and prof.concurrency > 0
+    assert prof.describe()["concurrency"] == prof.concurrency
+    assert "step on 2 devices at once" in {r[0] for r in prof.rows()}
+    slow = dataclasses.replace(fake_profile(), devices=2, concurrency=0.5)
+    side_by_side = TimeModel.from_profile(fake_profile(), devices=2, seeds_per_device=4)
+    taking_turns = TimeModel.from_profile(slow, devices=2, seeds_per_device=4)
+    assert taking_turns.step_seconds == pytest.approx(2 * side_by_side.step_seconds)
+    assert taking_turns.eval_seconds == pytest.approx(2 * side_by_side.eval_seconds)
+    # measured on 2 devices: not applied to a run on 4
+    assert TimeModel.from_profile(slow, devices=4).step_seconds == pytest.approx(
+        TimeModel.from_profile(fake_profile(), devices=4).step_seconds)
+    one = gdlab.profile_step(tiny_problem(), cfg(), parts=["update"], devices=1, **FAST)
+    assert one.concurrency is None and one.devices == 1
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"devices": 0}, "devices must be an integer in 1..4"),
+    ({"devices": []}, "devices is empty"),
+    ({"devices": 2, "parts": ["derivative"]}, "devices needs the 'step' part"),
+])
+def test_profile_devices_bad_input(devices, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        gdlab.profile_step(tiny_problem(), cfg(), **kwargs)
+
+
+def test_run_layout_is_the_layout_train_uses(devices):
+    problem, config = tiny_problem(), cfg(steps=3)
+    layout = run_layout(problem, config, seeds=10)
+    runs = gdlab.train(problem, config, seeds=10, progress=False)
+    assert layout.devices == len(runs.manifest["devices"]) == len(devices)
+    assert layout.seed_block == runs.manifest["seed_block"]
+    assert layout.seeds_per_device * layout.devices >= 10 and layout.groups == 1
+    assert layout.seeds_per_device % layout.seed_block == 0
+    one = run_layout(problem, config, seeds=10, devices=devices[:1], seed_block=2)
+    assert (one.devices, one.seeds_per_device, one.seed_block) == (1, 10, 2)
+    with pytest.raises(ValueError, match="seeds must be an integer >= 1, got 0"):
+        run_layout(problem, config, seeds=0)
+
+
+def test_profile_memory_is_positive_and_grows_with_batch_size():
+    problem = tiny_problem(n=512)
+    mem = {}
+    for b in (16, 256):
+        prof = gdlab.profile_step(problem, cfg(batch_size=b, optimizer="sgd"), seeds=2,
+                                  parts=["step"], **FAST)
+        mem[b] = prof.memory()
+        row = {r[0]: r for r in prof.rows()}["step"]
+        assert row[StepProfile.HEADER.index("memory (temp / total)")].endswith("B")
+        assert prof.describe()["parts"]["step"]["memory"]["total_bytes"] == mem[b].total_bytes
+    for m in mem.values():
+        assert m.argument_bytes > 0 and m.output_bytes > 0 and m.temp_bytes > 0
+        assert m.code_bytes >= 0 and m.total_bytes > m.temp_bytes
+    assert mem[256].temp_bytes > mem[16].temp_bytes  # the batch's activations and gathers
+    assert costs.xla_memory(object()) is None  # no memory analysis: None, not an error
+
+
 def test_below_floor_is_an_upper_bound_never_zero():
     empty = np.array([1.0e-5, 1.2e-5, 1.1e-5, 1.3e-5])
     t = timing.resolve(empty[::-1].copy(), empty, inner=4)  # no work beyond the floor
@@ -245,7 +324,7 @@ def test_below_floor_is_an_upper_bound_never_zero():
     rows = {r[0]: r for r in dataclasses.replace(fake_profile(), eval_seconds=2e-3).rows()}
     assert rows["loss after a step"][-1] == "2 ms"
     assert "below floor" in rows["update"][1] and rows["update"][7] == "-"  # no FLOP/s
-    assert rows["derivative"][7] == "333 MFLOP/s"
+    assert rows["derivative"][7] == "333 MFLOP/s" and rows["derivative"][8] == "-"  # no memory
 
 
 def test_dispatch_floor_is_positive():

@@ -3,7 +3,8 @@
 `sweep_batch_size` trains every seed at every batch size B (one compile per B; seeds and
 the learning-rate grid are vmapped together as lanes, see `gdlab.lanes`) until the
 full-data loss first reaches the target, and records per seed the steps, examples
-(steps x B) and wall time to get there. `fit_scaling` fits the empirical model of
+(steps x B) and wall time to get there, and per B the bytes the compiled run needs on a
+device (XLA's memory analysis), next to its time. `fit_scaling` fits the empirical model of
 McCandlish et al. (2018), S = S_min (1 + B_noise / B) and E = E_min (1 + B / B_noise),
 to the median steps; B_crit = E_min / S_min.
 
@@ -232,6 +233,12 @@ class BatchSweep:
       compile_seconds, run_seconds: (K,) compile and run time of each batch size.
       eval_steps: K arrays (E_k,); loss_history: K arrays (S, E_k) at the chosen rate.
       seed_ids: (S,).
+      memory_bytes: (K,) bytes the compiled run needs on one device (XLA's memory
+        analysis: arguments + outputs + temporaries + code, less aliased outputs), for
+        `lanes_per_device` lanes stepped together; nan where the backend gives none.
+      temp_bytes: (K,) of which temporaries (a step's activations and gradients for every
+        lane of the device, the batch it gathers, the loss history).
+      lanes_per_device: lanes (seeds x rates, padded) each device steps together.
     """
 
     problem: str
@@ -254,6 +261,9 @@ class BatchSweep:
     eval_steps: tuple[np.ndarray, ...]
     loss_history: tuple[np.ndarray, ...]
     seed_ids: np.ndarray
+    memory_bytes: np.ndarray | None = None
+    temp_bytes: np.ndarray | None = None
+    lanes_per_device: int | None = None
 
     @property
     def reached(self) -> np.ndarray:
@@ -295,7 +305,7 @@ class BatchSweep:
     def table(self) -> tuple[list[str], list[list[Any]]]:
         """Header and rows: per batch size, rate, reached, median steps/examples/seconds."""
         header = ["B", "lr", "reached", "steps (median [95% CI])", "examples (median)",
-                  "wall s (median)", "diverged"]
+                  "wall s (median)", "diverged", "memory / device (temp)"]
         s, e, w = (self.median(x) for x in ("steps", "examples", "wall_seconds"))
         rows = []
         for k, b in enumerate(self.batch_sizes):
@@ -303,19 +313,51 @@ class BatchSweep:
             rows.append([f"{b}{full}", f"{self.learning_rates[k]:.3g}",
                          f"{int(self.reached[k].sum())}/{self.steps.shape[1]}",
                          f"{_g(s[k, 0])} [{_g(s[k, 1])}, {_g(s[k, 2])}]", _g(e[k, 0]),
-                         _g(w[k, 0]), int(self.diverged[k].sum())])
+                         _g(w[k, 0]), int(self.diverged[k].sum()), self._memory_cell(k)])
         return header, rows
+
+    def _memory_cell(self, k: int) -> str:
+        if self.memory_bytes is None or not np.isfinite(self.memory_bytes[k]):
+            return "-"
+        return f"{_bytes(self.memory_bytes[k])} ({_bytes(self.temp_bytes[k])})"
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The fixed-shape arrays (for saving)."""
         names = ("batch_sizes", "learning_rates", "rate_grid", "grid_median_steps",
                  "grid_reached", "steps", "diverged", "stopped_at", "seconds_per_step",
                  "compile_seconds", "run_seconds", "seed_ids")
-        return {name: np.asarray(getattr(self, name)) for name in names}
+        out = {name: np.asarray(getattr(self, name)) for name in names}
+        if self.memory_bytes is not None:
+            out.update(memory_bytes=self.memory_bytes, temp_bytes=self.temp_bytes)
+        return out
 
 
 def _g(x: float) -> str:
     return "never" if not np.isfinite(x) else f"{x:.4g}"
+
+
+def _bytes(n: float) -> str:
+    """Bytes in binary units (12.3 KiB)."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+def compiled_bytes(compiled) -> tuple[float, float]:
+    """(total, temporary) bytes a compiled program needs on one device, from XLA's memory
+    analysis (total = arguments + outputs + temporaries + code - aliased); nan, nan where
+    the backend gives none. (`gdlab.costs.xla_memory` gives every field.)"""
+    try:
+        m = compiled.memory_analysis()
+    except Exception:  # backend-dependent and best-effort
+        m = None
+    if m is None:
+        return math.nan, math.nan
+    get = lambda name: float(getattr(m, name, 0) or 0)
+    total = sum(get(f"{k}_size_in_bytes") for k in ("argument", "output", "temp",
+                                                     "generated_code")) - get("alias_size_in_bytes")
+    return total, get("temp_size_in_bytes")
 
 
 # ----------------------------------------------------------------------------- sweep
@@ -433,6 +475,7 @@ def _run_batch_size(problem, config, b, rates_G, plan, mesh, key, data, eval_dat
     start = time.perf_counter()
     compiled = jax.jit(make_run(fns, len(rates_G))).lower(*args).compile()
     compile_seconds = time.perf_counter() - start
+    memory, temp = compiled_bytes(compiled)
     start = time.perf_counter()
     n, cross_L, diverged_at_L, history_EL, first = jax.block_until_ready(compiled(*args))
     run_seconds = time.perf_counter() - start
@@ -454,7 +497,9 @@ def _run_batch_size(problem, config, b, rates_G, plan, mesh, key, data, eval_dat
             "steps": cross_GS[best], "diverged": diverged_GS[best],
             "stopped_at": int(plan["schedule"][n]), "eval_steps": plan["schedule"][: n + 1],
             "history": history_GSE[best], "seconds_per_step": spp,
-            "compile_seconds": compile_seconds, "run_seconds": run_seconds}
+            "compile_seconds": compile_seconds, "run_seconds": run_seconds,
+            "memory_bytes": memory, "temp_bytes": temp,
+            "lanes_per_device": layout.padded // mesh.size}
 
 
 def _assemble(problem, plan, lr_scaling, per_b) -> BatchSweep:
@@ -468,4 +513,6 @@ def _assemble(problem, plan, lr_scaling, per_b) -> BatchSweep:
         steps=col("steps"), diverged=col("diverged", bool), stopped_at=col("stopped_at", int),
         seconds_per_step=col("seconds_per_step"), compile_seconds=col("compile_seconds"),
         run_seconds=col("run_seconds"), eval_steps=tuple(r["eval_steps"] for r in per_b),
-        loss_history=tuple(r["history"] for r in per_b), seed_ids=plan["seed_ids"])
+        loss_history=tuple(r["history"] for r in per_b), seed_ids=plan["seed_ids"],
+        memory_bytes=col("memory_bytes"), temp_bytes=col("temp_bytes"),
+        lanes_per_device=int(per_b[0]["lanes_per_device"]))

@@ -1,7 +1,8 @@
 """Power-law fits of measured costs and the time model of a training run.
 
 `fit_power_law` fits t ~ c N^a P^b with confidence intervals; `TimeModel` predicts a
-run's wall seconds from a profile (steps x step + evaluations x loss + calls x host cost);
+run's wall seconds from a profile (steps x step + evaluations x loss + calls x host cost)
+for the devices the run trains on (`run_layout`: devices, seeds per device, seed block);
 `host_overhead` and `eval_overhead` measure the host loop's costs on real runs.
 """
 
@@ -17,7 +18,9 @@ import scipy.stats
 from gdlab._checks import InputError, check_int
 from gdlab.config import TrainConfig
 from gdlab.core import engine
+from gdlab.core.train import Lanes, make_plan
 from gdlab.costs.profile import PARTS, STEP_PARTS, StepProfile
+from gdlab.problem import Problem
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,21 +111,75 @@ def fit_power_law(y_M: np.ndarray, *x_M: np.ndarray, names: Sequence[str] | None
 
 
 @dataclasses.dataclass(frozen=True)
+class RunLayout:
+    """How `gdlab.train` lays out a run's seeds (see `run_layout`).
+
+    Attributes:
+      seeds: S, the seeds the run trains.
+      devices: devices the seed axis is sharded over; they run at the same time.
+      seeds_per_device: seeds each device trains per call (padding included).
+      seed_block: seeds vmapped together on a device (a device runs its seeds block by
+        block, one after another).
+      groups: consecutive calls of the compiled program (seed groups, `seeds_per_call`).
+    """
+
+    seeds: int
+    devices: int
+    seeds_per_device: int
+    seed_block: int
+    groups: int = 1
+
+
+def run_layout(problem: Problem, config: TrainConfig, seeds: int, **train_options: Any
+               ) -> RunLayout:
+    """The layout `gdlab.train(problem, config, seeds, **train_options)` would use, decided
+    by the same rules (`gdlab.core.train.make_plan`); nothing compiles.
+
+    Profile the step on `layout.seed_block` seeds (what a device vmaps together), on
+    `layout.devices` devices at once, and pass the layout to `TimeModel.for_run`: a
+    device's seconds per step are the block's times its number of blocks, slowed by the
+    measured concurrency of the devices.
+
+    Example:
+      >>> layout = run_layout(problem, cfg, seeds=256)     # e.g. 2 devices x 128 seeds
+      >>> prof = gdlab.profile_step(problem, cfg, seeds=layout.seed_block,
+      ...                           devices=layout.devices)
+      >>> TimeModel.for_run(prof, layout).predict_config(cfg)
+    """
+    check_int("seeds", seeds, minimum=1)
+    ids = np.arange(seeds)
+    lanes = Lanes(ids, {k: np.full(seeds, v, np.float64)
+                        for k, v in config.hyperparams().items()})
+    plan = make_plan(problem, config, lanes, 0, **train_options)
+    return RunLayout(seeds, plan.mesh.size, plan.padded // plan.mesh.size, plan.seed_block,
+                     -(-seeds // plan.padded))
+
+
+@dataclasses.dataclass(frozen=True)
 class TimeModel:
     """Wall time of a training run from the cost of its parts:
 
-        seconds = steps * step_seconds + evaluations * (eval_seconds + eval_overhead_seconds)
-                  + calls * call_seconds + fixed_seconds
+        seconds = groups * (steps * step_seconds
+                            + evaluations * (eval_seconds + eval_overhead_seconds)
+                            + calls * call_seconds) + fixed_seconds
+
+    for a run whose seeds are spread over `devices` devices running side by side, each
+    training `seeds_per_device` seeds (the step and evaluation seconds are those of one
+    device's share, slowed by the devices' measured concurrency), in `groups`
+    consecutive calls.
 
     Attributes:
-      step_seconds: one training step of all seeds inside the compiled loop.
-      eval_seconds: one loss measurement on the evaluation data, as a dispatched call.
+      step_seconds: one training step of one device's seeds inside the compiled loop.
+      eval_seconds: one loss measurement of one device's seeds, as a dispatched call.
       call_seconds: fixed cost of each compiled chunk the host calls (dispatch, launch,
         the host loop's own work).
+      fixed_seconds: once per run.
       eval_overhead_seconds: fixed cost of each measurement beyond the loss call itself
         (the losses' copy to the host, the records, the next chunk's start on caches the
         measurement evicted).
-      fixed_seconds: once per run.
+      devices: devices the run trains on (for reports; they run concurrently).
+      seeds_per_device: seeds each device trains (None: as profiled).
+      groups: consecutive seed groups of the run (`RunLayout.groups`).
 
     Example:
       >>> model = TimeModel.from_profile(prof, call_seconds=host_overhead(runs, ...))
@@ -134,22 +191,39 @@ class TimeModel:
     call_seconds: float = 0.0
     fixed_seconds: float = 0.0
     eval_overhead_seconds: float = 0.0
+    devices: int = 1
+    seeds_per_device: int | None = None
+    groups: int = 1
 
     @classmethod
     def from_profile(cls, profile: StepProfile, step: str = "parts",
                      call_seconds: float | None = None,
-                     eval_overhead_seconds: float = 0.0) -> TimeModel:
-        """The model of a profile.
+                     eval_overhead_seconds: float = 0.0, *, devices: int = 1,
+                     seeds_per_device: int | None = None, groups: int = 1) -> TimeModel:
+        """The model of a profile, for a run on `devices` devices of `seeds_per_device`
+        seeds each.
 
         Args:
           profile: a `StepProfile` with the derivative, update, loss and step (and
-            sample, for mini-batches).
+            sample, for mini-batches), of `profile.seeds` seeds on one device.
           step: "parts" (derivative + update + sample) or "fused" (the fused step).
           call_seconds: cost per chunk call; default: the fused step's compiled loop
             called for zero steps (its dispatch floor), which leaves out the host loop's
             own work (see `host_overhead` to measure that on a real run).
           eval_overhead_seconds: cost per measurement beyond the loss call (see
             `eval_overhead` to measure it on a real run).
+          devices: devices the run trains on, side by side (`gdlab.train` shards the
+            seeds over every device: on CPU, one per core).
+          seeds_per_device: seeds each device trains (default: `profile.seeds`, i.e. the
+            profile timed one device's whole share); the step and loss seconds scale
+            by `seeds_per_device / profile.seeds` (a device runs its seed blocks one
+            after another, so profile one block: `run_layout(...).seed_block`).
+          groups: consecutive seed groups (each runs every step).
+
+        When the profile measured its `concurrency` on `devices` devices (`profile_step(...,
+        devices=...)`), the step and loss seconds are divided by it: each device runs that
+        much slower when all of them work at once (on a shared machine, other processes
+        hold cores the devices would use).
 
         Returns:
           A `TimeModel`; one evaluation costs one dispatched call of the loss made right
@@ -161,24 +235,42 @@ class TimeModel:
                    if n not in profile.parts]
         if missing:
             raise InputError(f"the profile lacks parts {missing}; profile all of {PARTS}")
+        check_int("devices", devices, minimum=1)
+        check_int("groups", groups, minimum=1)
+        per_device = profile.seeds if seeds_per_device is None else check_int(
+            "seeds_per_device", seeds_per_device, minimum=1)
+        scale = per_device / profile.seeds
+        if profile.concurrency is not None and profile.devices == devices > 1:
+            scale /= profile.concurrency
         per_step = (sum(profile.seconds(n) for n in STEP_PARTS if n in profile.parts)
                     if step == "parts" else profile.seconds("step"))
         if call_seconds is None:
             call_seconds = profile.parts["step"].timing.floor
         evaluation = (profile.parts["loss"].call_seconds if profile.eval_seconds is None
                       else profile.eval_seconds)
-        return cls(per_step, evaluation, call_seconds,
-                   eval_overhead_seconds=eval_overhead_seconds)
+        return cls(per_step * scale, evaluation * scale, call_seconds,
+                   eval_overhead_seconds=eval_overhead_seconds, devices=devices,
+                   seeds_per_device=per_device, groups=groups)
+
+    @classmethod
+    def for_run(cls, profile: StepProfile, layout: RunLayout, **kwargs: Any) -> TimeModel:
+        """`from_profile` for the devices, seeds per device and groups of `layout`
+        (`run_layout`); other arguments as `from_profile`'s."""
+        return cls.from_profile(profile, devices=layout.devices,
+                                seeds_per_device=layout.seeds_per_device,
+                                groups=layout.groups, **kwargs)
 
     def breakdown(self, steps: int, evaluations: int, calls: int) -> dict[str, float]:
-        """Predicted seconds of training, measuring the loss, and overhead."""
+        """Predicted seconds of training, measuring the loss, and overhead (every group)."""
         for name, value in (("steps", steps), ("evaluations", evaluations),
                             ("calls", calls)):
             check_int(name, value, minimum=0)
-        return {"training": steps * self.step_seconds,
-                "measuring": evaluations * self.eval_seconds,
-                "overhead": calls * self.call_seconds
-                + evaluations * self.eval_overhead_seconds + self.fixed_seconds}
+        g = self.groups
+        return {"training": g * steps * self.step_seconds,
+                "measuring": g * evaluations * self.eval_seconds,
+                "overhead": g * (calls * self.call_seconds
+                                 + evaluations * self.eval_overhead_seconds)
+                + self.fixed_seconds}
 
     def predict(self, steps: int, evaluations: int, calls: int) -> float:
         """Predicted wall seconds of a run (compile time excluded)."""

@@ -11,7 +11,9 @@ The parts of one training step of S seeds (vmapped together on one device):
 
 Each part is timed in a compiled loop (`gdlab.timing`) next to XLA's own estimate of its
 flops and bytes (`cost_analysis` of the part compiled alone: a loop's or scan's body is
-counted once by XLA, so the estimate is always taken from the un-looped function).
+counted once by XLA, so the estimate is always taken from the un-looped function), and
+the memory its compiled call needs (`memory_analysis`: arguments, outputs, temporaries,
+generated code), measured like the time: per part, for S seeds and B points.
 """
 
 from __future__ import annotations
@@ -43,6 +45,57 @@ STEP_PARTS = ("derivative", "update", "sample")  # what one training step is mad
 
 
 @dataclasses.dataclass(frozen=True)
+class MemoryCost:
+    """The bytes one compiled call needs, from XLA's memory analysis of the executable.
+
+    Attributes:
+      argument_bytes: its inputs (for a part: the seeds' state and the data it reads).
+      output_bytes: its outputs.
+      temp_bytes: temporaries XLA allocates while it runs (activations, gradients).
+      code_bytes: generated code (0 on CPU, where code is not counted as device memory).
+      alias_bytes: outputs that reuse an input's buffer (counted once in `total_bytes`).
+    """
+
+    argument_bytes: int
+    output_bytes: int
+    temp_bytes: int
+    code_bytes: int
+    alias_bytes: int = 0
+
+    @property
+    def total_bytes(self) -> int:
+        """Everything the call holds at once: arguments + outputs + temporaries + code,
+        less the aliased outputs."""
+        return (self.argument_bytes + self.output_bytes + self.temp_bytes + self.code_bytes
+                - self.alias_bytes)
+
+    def describe(self) -> dict[str, int]:
+        """JSON-friendly summary (the total included)."""
+        return {**dataclasses.asdict(self), "total_bytes": self.total_bytes}
+
+
+def xla_memory(compiled) -> MemoryCost | None:
+    """XLA's memory analysis of a compiled function (`compiled.memory_analysis()`), or None
+    where the backend gives none.
+
+    Example:
+      >>> xla_memory(jax.jit(f).lower(x).compile()).temp_bytes
+    """
+    try:
+        m = compiled.memory_analysis()
+    except Exception:  # backend-dependent and best-effort
+        return None
+    if isinstance(m, list | tuple):  # older JAX: one entry per device program
+        m = m[0] if m else None
+    if m is None:
+        return None
+    get = lambda name: int(getattr(m, name, 0) or 0)
+    return MemoryCost(get("argument_size_in_bytes"), get("output_size_in_bytes"),
+                      get("temp_size_in_bytes"), get("generated_code_size_in_bytes"),
+                      get("alias_size_in_bytes"))
+
+
+@dataclasses.dataclass(frozen=True)
 class PartCost:
     """Measured time and XLA's estimate for one part of a step (all S seeds together).
 
@@ -54,6 +107,8 @@ class PartCost:
       flops: XLA's flop estimate for one call (None if the backend gives none).
       bytes_accessed: XLA's estimate of bytes read and written by one call.
       compile_seconds: time to compile the part (loop and single call), apart from runs.
+      memory: the bytes one call of the part needs (XLA's memory analysis; None if the
+        backend gives none).
     """
 
     name: str
@@ -62,6 +117,7 @@ class PartCost:
     flops: float | None
     bytes_accessed: float | None
     compile_seconds: float
+    memory: MemoryCost | None = None
 
     @property
     def seconds(self) -> float:
@@ -94,6 +150,11 @@ class StepProfile:
         step, as `gdlab.train` measures the loss between chunks (the caches then hold
         the step's data, not the loss's, so it costs more than back-to-back calls);
         None unless both the loss and the step were profiled.
+      devices: devices the concurrency was measured on (1: not measured).
+      concurrency: the fused step's seconds on one device alone over its seconds per
+        device when all `devices` run it at once (1: the devices run side by side at full
+        speed; 1/devices: they take turns, e.g. when other processes hold the cores);
+        None when not measured.
     """
 
     problem: str
@@ -106,10 +167,17 @@ class StepProfile:
     floor: Timing
     parts: dict[str, PartCost]
     eval_seconds: float | None = None
+    devices: int = 1
+    concurrency: float | None = None
 
     def seconds(self, name: str) -> float:
         """Median seconds of part `name` for all S seeds."""
         return self.parts[name].seconds
+
+    def memory(self, name: str = "step") -> MemoryCost | None:
+        """The bytes one call of part `name` needs for all S seeds (default: the fused
+        step, what one training step of a seed block holds at once)."""
+        return self.parts[name].memory
 
     def shares(self, eval_every: int = 1) -> dict[str, float]:
         """Fraction of one step's derivative + update + sample, plus loss / eval_every
@@ -124,16 +192,19 @@ class StepProfile:
         """JSON-friendly summary."""
         out = {k: getattr(self, k) for k in ("problem", "seeds", "batch_size", "eval_points",
                                              "num_params", "optimizer", "device",
-                                             "eval_seconds")}
+                                             "eval_seconds", "devices", "concurrency")}
         out["floor"] = self.floor.describe()
-        out["parts"] = {n: {**{k: v for k, v in dataclasses.asdict(p).items() if k != "timing"},
+        out["parts"] = {n: {**{k: v for k, v in dataclasses.asdict(p).items()
+                               if k not in ("timing", "memory")},
                             "timing": p.timing.describe(),
+                            "memory": p.memory.describe() if p.memory else None,
                             "flops_per_second": p.flops_per_second}
                         for n, p in self.parts.items()}
         return out
 
     def rows(self) -> list[list[str]]:
-        """Table rows: part, median, spread, share, R, flops, bytes, FLOP/s, single call."""
+        """Table rows: part, median, spread, share, R, flops, bytes, FLOP/s, memory
+        (temporaries / total of one call), single call."""
         shares = self.shares()
         rows = []
         for name, part in self.parts.items():
@@ -141,23 +212,31 @@ class StepProfile:
             rows.append([name, format_seconds(part.timing), format_si(part.timing.spread, "s"),
                          share, str(part.timing.inner_repeats), format_si(part.flops, ""),
                          format_si(part.bytes_accessed, "B"),
-                         format_si(part.flops_per_second, "FLOP/s"),
+                         format_si(part.flops_per_second, "FLOP/s"), _memory_cell(part.memory),
                          format_si(part.call_seconds, "s")])
         if self.eval_seconds is not None:
-            rows.append(["loss after a step", "-", "-", "-", "-", "-", "-", "-",
+            rows.append(["loss after a step", "-", "-", "-", "-", "-", "-", "-", "-",
                          format_si(self.eval_seconds, "s")])
+        if self.concurrency is not None:
+            rows.append([f"step on {self.devices} devices at once", "-", "-", "-", "-", "-",
+                         "-", "-", "-", f"{self.concurrency:.2f}x one device's speed"])
         rows.append(["floor (empty call)", format_seconds(self.floor),
-                     format_si(self.floor.spread, "s"), "-", "1", "-", "-", "-", "-"])
+                     format_si(self.floor.spread, "s"), "-", "1", "-", "-", "-", "-", "-"])
         return rows
 
     HEADER = ("part", "median", "spread (IQR)", "share", "reps/call", "XLA flops", "XLA bytes",
-              "FLOP/s", "single call")
+              "FLOP/s", "memory (temp / total)", "single call")
+
+
+def _memory_cell(m: MemoryCost | None) -> str:
+    return "-" if m is None else f"{format_si(m.temp_bytes, 'B')} / {format_si(m.total_bytes, 'B')}"
 
 
 def profile_step(problem: Problem, config: TrainConfig, *, seeds: int = 1,
                  eval_data: PyTree = None, eval_points: int | None = None, key: int = 0,
                  parts: Sequence[str] = PARTS, repeats: int = 15, min_seconds: float = 2e-3,
-                 max_inner: int = 1 << 20, device: jax.Device | None = None) -> StepProfile:
+                 max_inner: int = 1 << 20, device: jax.Device | None = None,
+                 devices: int | Sequence[jax.Device] | None = None) -> StepProfile:
     """Time each part of a training step, apart, and give XLA's cost estimate next to it.
 
     Every part runs for S seeds vmapped together on one device, each seed with its own
@@ -179,6 +258,9 @@ def profile_step(problem: Problem, config: TrainConfig, *, seeds: int = 1,
       min_seconds: work each timed call should do; sets the in-loop repetitions R.
       max_inner: largest R.
       device: where to run (default: the first device).
+      devices: also time the fused step on this many devices at once (a count: the
+        first ones; or a list), each with its own copy of the S seeds, as `gdlab.train`
+        runs them (`StepProfile.concurrency`, which `TimeModel.for_run` uses).
 
     Returns:
       A `StepProfile`.
@@ -190,8 +272,8 @@ def profile_step(problem: Problem, config: TrainConfig, *, seeds: int = 1,
     """
     _check_timing_settings(repeats, min_seconds, max_inner)  # before anything compiles
     return StepProfiler(problem, config, seeds=seeds, eval_data=eval_data,
-                        eval_points=eval_points, key=key, parts=parts, device=device
-                        ).measure(repeats=repeats, min_seconds=min_seconds,
+                        eval_points=eval_points, key=key, parts=parts, device=device,
+                        devices=devices).measure(repeats=repeats, min_seconds=min_seconds,
                                   max_inner=max_inner)
 
 
@@ -209,16 +291,21 @@ class StepProfiler:
 
     def __init__(self, problem: Problem, config: TrainConfig, *, seeds: int = 1,
                  eval_data: PyTree = None, eval_points: int | None = None, key: int = 0,
-                 parts: Sequence[str] = PARTS, device: jax.Device | None = None):
+                 parts: Sequence[str] = PARTS, device: jax.Device | None = None,
+                 devices: int | Sequence[jax.Device] | None = None):
         spec = _check_profile_inputs(problem, config, seeds, eval_data, eval_points, parts)
+        together = _check_devices(devices, parts)
         self.device = jax.devices()[0] if device is None else device
         if self.device.platform == "cpu":
             dev.tune_host_allocator()  # as gdlab.train does, so both see the same allocator
-        inputs = jax.device_put(_inputs(problem, config, seeds, key, spec["eval_data"]),
-                                self.device)
+        raw = _inputs(problem, config, seeds, key, spec["eval_data"])
+        inputs = jax.device_put(raw, self.device)
         fns = part_functions(problem, config)
         self.compiled = {name: compile_part(fns[name], inputs)
                          for name in PARTS if name in parts and name in fns}
+        self.devices_at_once = max(1, len(together))
+        self.concurrent = None if len(together) < 2 else compile_concurrent(
+            fns["step"], raw, together)
         opt = config.optimizer if isinstance(config.optimizer, str) else type(config.optimizer)
         self._fields = dict(problem=problem.name, seeds=seeds, batch_size=spec["batch_size"],
                             eval_points=spec["eval_points"], num_params=problem.num_params(),
@@ -236,7 +323,33 @@ class StepProfiler:
         if "loss" in self.compiled and "step" in self.compiled:
             after_step = float(np.median(_loss_after_step(self.compiled["step"],
                                                           self.compiled["loss"], repeats)))
-        return StepProfile(**self._fields, floor=floor, parts=costs, eval_seconds=after_step)
+        devices, concurrency = 1, None
+        if self.concurrent is not None:
+            c = self.concurrent
+            both = timing.time_in_loop(c.looped, c.carry, (c.x, jnp.float32(0)),
+                                       repeats=repeats, min_seconds=min_seconds,
+                                       max_inner=max_inner)
+            devices = self.devices_at_once
+            concurrency = costs["step"].seconds / both.median
+        return StepProfile(**self._fields, floor=floor, parts=costs, eval_seconds=after_step,
+                           devices=devices, concurrency=concurrency)
+
+
+def _check_devices(devices, parts) -> list[jax.Device]:
+    """The devices to time the fused step on at once ([] when not asked)."""
+    if devices is None:
+        return []
+    if isinstance(devices, int) and not isinstance(devices, bool):
+        check_int("devices", devices, minimum=1, maximum=len(jax.devices()),
+                  hint="devices to time the step on at once")
+        devices = jax.devices()[:devices]
+    devices = list(devices)
+    if not devices:
+        raise InputError("devices is empty; give a count >= 1 or a list of jax.Device")
+    if len(devices) > 1 and "step" not in parts:
+        raise InputError("devices needs the 'step' part (the fused step is what is timed "
+                         "on every device at once); add 'step' to parts")
+    return devices
 
 
 def _check_timing_settings(repeats, min_seconds, max_inner) -> None:
@@ -379,10 +492,10 @@ class CompiledPart(NamedTuple):
     compile_seconds: float
 
 
-def compile_part(part: Part, inputs: dict[str, Any]) -> CompiledPart:
-    """Compile `part` ahead of time on the given inputs; the compile time is measured."""
-    carry0, x = inputs[part.carry], inputs[part.needs]
-    out_shape = jax.eval_shape(part.single, carry0, x, jnp.int32(0))
+def _looped(part: Part, inputs: dict[str, Any]) -> Callable:
+    """`looped(carry, num, x, scale) -> (carry, last output)`: `num` chained repetitions."""
+    out_shape = jax.eval_shape(part.single, inputs[part.carry], inputs[part.needs],
+                               jnp.int32(0))
 
     def body(i, carry, x, scale):
         out = part.single(carry[0], x, i)
@@ -391,11 +504,44 @@ def compile_part(part: Part, inputs: dict[str, Any]) -> CompiledPart:
     def looped(carry, num, x, scale):
         out0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out_shape)
         return timing.repeat_loop(body)((carry, out0), num, x, scale)
+    return looped
 
+
+def compile_part(part: Part, inputs: dict[str, Any]) -> CompiledPart:
+    """Compile `part` ahead of time on the given inputs; the compile time is measured."""
+    carry0, x = inputs[part.carry], inputs[part.needs]
     start = time.perf_counter()
-    looped = jax.jit(looped).lower(carry0, jnp.int32(1), x, jnp.float32(0)).compile()
+    looped = jax.jit(_looped(part, inputs)).lower(carry0, jnp.int32(1), x,
+                                                   jnp.float32(0)).compile()
     single = jax.jit(part.single).lower(carry0, x, jnp.int32(0)).compile()
     return CompiledPart(looped, single, carry0, x, time.perf_counter() - start)
+
+
+def compile_concurrent(part: Part, inputs: dict[str, Any],
+                       devices: Sequence[jax.Device]) -> CompiledPart:
+    """`part`'s repetition loop on every one of `devices` at once (`shard_map`), each
+    device with its own copy of the carry, as `gdlab.train` runs its seed blocks: to time
+    how much slower each device runs when all of them work (shared cores, caches and
+    memory bandwidth). `single` is left None."""
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
+    mesh = Mesh(np.array(devices), ("d",))
+    looped = _looped(part, inputs)
+
+    def local(carry_1, num, x, scale):  # each device: its own copy (leading axis 1)
+        out = looped(jax.tree.map(lambda a: a[0], carry_1), num, x, scale)
+        return jax.tree.map(lambda a: a[None], out)
+
+    n = len(devices)
+    stack = lambda a: jnp.broadcast_to(a[None], (n, *a.shape))
+    carry = jax.device_put(jax.tree.map(stack, inputs[part.carry]),
+                           NamedSharding(mesh, P("d")))
+    x = jax.device_put(inputs[part.needs], NamedSharding(mesh, P()))
+    start = time.perf_counter()
+    fn = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P("d"), P(), P(), P()),
+                               out_specs=P("d"), check_vma=False))
+    compiled = fn.lower(carry, jnp.int32(1), x, jnp.float32(0)).compile()
+    return CompiledPart(compiled, None, carry, x, time.perf_counter() - start)
 
 
 def _profile_part(name: str, c: CompiledPart, repeats: int, min_seconds: float,
@@ -405,7 +551,8 @@ def _profile_part(name: str, c: CompiledPart, repeats: int, min_seconds: float,
     t = timing.time_in_loop(c.looped, c.carry, (c.x, jnp.float32(0)), repeats=repeats,
                             min_seconds=min_seconds, max_inner=max_inner)
     calls = timing.time_calls(c.single, (c.carry, c.x, jnp.int32(0)), repeats)
-    return PartCost(name, t, float(np.median(calls)), flops, nbytes, c.compile_seconds)
+    return PartCost(name, t, float(np.median(calls)), flops, nbytes, c.compile_seconds,
+                    xla_memory(c.single))
 
 
 def _loss_after_step(step: CompiledPart, loss: CompiledPart, repeats: int,
