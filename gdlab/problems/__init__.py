@@ -17,6 +17,7 @@ from gdlab.problems.adapters import (
 from gdlab.problems.convex import least_squares, logistic_regression, quadratic
 from gdlab.problems.datasets import digits, mnist1d
 from gdlab.problems.neural import CNN, MLP, teacher_student, two_spirals
+from gdlab.problems.relu_population import relu_population
 from gdlab.problems.surfaces import (
     branin,
     himmelblau,
@@ -43,6 +44,7 @@ BUILTINS: dict[str, Callable[[], Problem]] = {
     "two_spirals": two_spirals,
     "digits": digits,
     "mnist1d": mnist1d,
+    "relu_population": relu_population,
 }
 
 
@@ -66,6 +68,6 @@ __all__ = [
     "BUILTINS", "CLASSIFICATION_METRICS", "CNN", "MLP", "accuracy", "branin", "cross_entropy",
     "digits", "error", "from_equinox", "from_flax", "from_nnx", "from_spec", "get",
     "himmelblau", "least_squares", "logistic_regression", "metrics_from_outputs", "mnist1d",
-    "quadratic", "rastrigin", "rosenbrock", "six_hump_camel", "styblinski_tang",
-    "teacher_student", "three_hump_camel", "two_spirals",
+    "quadratic", "rastrigin", "relu_population", "rosenbrock", "six_hump_camel",
+    "styblinski_tang", "teacher_student", "three_hump_camel", "two_spirals",
 ]
