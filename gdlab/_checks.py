@@ -50,8 +50,8 @@ def _zero_d(value: Any, kind) -> bool:
 def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None,
               hint: str = "") -> int:
     """`value` as an int in [minimum, maximum], or an InputError naming it."""
-    ok = is_int(value) and (minimum is None or value >= minimum) \
-        and (maximum is None or value <= maximum)
+    ok = is_int(value) and (minimum is None or int(value) >= minimum) \
+        and (maximum is None or int(value) <= maximum)
     if not ok:
         raise InputError(f"{name} must be {_int_range(minimum, maximum)}"
                          f"{f' ({hint})' if hint else ''}, got {value!r}")
@@ -74,9 +74,22 @@ def check_optional_int(name: str, value: Any, minimum: int | None = None,
     return check_int(name, value, minimum, maximum, hint or "or None")
 
 
+def _finite_float(value: Any) -> float | None:
+    """`value` as a finite float, or None (not real, NaN, infinite, or beyond float64:
+    `float(10**400)` raises OverflowError)."""
+    if not is_real(value):
+        return None
+    try:
+        v = float(value)
+    except OverflowError:
+        return None
+    return v if math.isfinite(v) else None
+
+
 def check_positive(name: str, value: Any, hint: str = "") -> float:
     """`value` as a finite float > 0, or an InputError naming it."""
-    if not is_real(value) or not math.isfinite(float(value)) or float(value) <= 0:
+    v = _finite_float(value)
+    if v is None or v <= 0:
         raise InputError(f"{name} must be a finite number > 0{f' ({hint})' if hint else ''}, "
                          f"got {value!r}")
     return float(value)
@@ -85,14 +98,23 @@ def check_positive(name: str, value: Any, hint: str = "") -> float:
 def check_real(name: str, value: Any, low: float = -math.inf, high: float = math.inf,
                open_low: bool = False, open_high: bool = False) -> float:
     """`value` as a finite float in the given interval, or an InputError naming it."""
-    ok = is_real(value) and math.isfinite(float(value))
+    v = _finite_float(value)
+    ok = v is not None
     if ok:
-        v = float(value)
         ok = (v > low if open_low else v >= low) and (v < high if open_high else v <= high)
     if not ok:
         interval = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
         raise InputError(f"{name} must be a finite number in {interval}, got {value!r}")
     return float(value)
+
+
+def check_flag(name: str, value: Any, hint: str = "") -> bool:
+    """`value` as a bool (Python or NumPy), or an InputError: truth values of strings,
+    arrays or None are never read as flags."""
+    if not isinstance(value, bool | np.bool_):
+        raise InputError(f"{name} must be True or False{f' {hint}' if hint else ''}, got "
+                         f"{value!r}")
+    return bool(value)
 
 
 def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:

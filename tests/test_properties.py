@@ -735,31 +735,6 @@ def test_profile_step_options(monkeypatch, least_squares):
 HUGE = 10**400  # an int beyond float range: float(HUGE) raises OverflowError
 CFG = gdlab.TrainConfig()
 KNOWN_BUGS = {
-    # gdlab/_checks.py: check_positive / check_real call float() unguarded.
-    "learning_rate=10**400 (_checks.py: float overflow)":
-        lambda p, runs: gdlab.TrainConfig(learning_rate=HUGE),
-    "momentum=-10**400 (_checks.py)": lambda p, runs: gdlab.TrainConfig(momentum=-HUGE),
-    "weight_decay=10**400 (_checks.py)": lambda p, runs: gdlab.TrainConfig(weight_decay=HUGE),
-    "eval_every_seconds=10**400 (_checks.py)":
-        lambda p, runs: gdlab.TrainConfig(eval_every=None, eval_every_seconds=HUGE),
-    "find_minima dist_tol=10**400 (_checks.py)":
-        lambda p, runs: gdlab.find_minima(problems.himmelblau(), runs, dist_tol=HUGE),
-    # gdlab/core/seeds.py: a count beyond the 2**31 ids is allocated before any check
-    # (2**31 itself allocates 16 GiB), keys are converted unchecked, and ints outside
-    # int64 overflow in jax.random.key.
-    "seeds=2**40 (seeds.py: np.arange first)":
-        lambda p, runs: gdlab.train(p, CFG, seeds=2**40),
-    "seeds=a JAX key (seeds.py)": lambda p, runs: gdlab.train(p, CFG, seeds=KEY),
-    "key=2**64 (seeds.py as_key)": lambda p, runs: gdlab.train(p, CFG, key=2**64),
-    # gdlab/batch/noise.py: data and hessian are not checked; key arrays reach compiling.
-    "noise_scale data=3":
-        lambda p, runs: gdlab.noise_scale(p, p.init(jax.random.key(1)), data=3),
-    "noise_scale hessian=array":
-        lambda p, runs: gdlab.noise_scale(p, p.init(jax.random.key(1)),
-                                          hessian=np.array([1, 2])),
-    "noise_scale key=key array (reaches compiling)":
-        lambda p, runs: gdlab.noise_scale(p, p.init(jax.random.key(1)), method="two_batch",
-                                          key=KEYS_2),
     # gdlab/batch/sizes.py
     "sweep_batch_size lr_scaling=[1] (unhashable)":
         lambda p, runs: gdlab.sweep_batch_size(p, CFG, [1, 4], 0.5, lr_scaling=[1]),
@@ -819,3 +794,43 @@ def test_fixed_here_float32_hyperparameters_and_flags(monkeypatch, tmp_path, lea
                         **{"progress": False, **kw})
     with pytest.raises(gdlab.InputError, match=r"learning_rate 1e\+39"):
         gdlab.sweep(least_squares, config, seeds=2, learning_rate=[0.1, 1e39])
+
+
+FIXED_HERE = {
+    # _checks: float() of an int beyond float64 raised OverflowError.
+    "learning_rate=10**400": (lambda p, runs: gdlab.TrainConfig(learning_rate=HUGE),
+                              "learning_rate must be a finite number"),
+    "momentum=-10**400": (lambda p, runs: gdlab.TrainConfig(momentum=-HUGE), "momentum"),
+    "weight_decay=10**400": (lambda p, runs: gdlab.TrainConfig(weight_decay=HUGE),
+                             "weight_decay"),
+    "eval_every_seconds=10**400": (
+        lambda p, runs: gdlab.TrainConfig(eval_every=None, eval_every_seconds=HUGE),
+        "eval_every_seconds"),
+    "find_minima dist_tol=10**400": (
+        lambda p, runs: gdlab.find_minima(problems.himmelblau(), runs, dist_tol=HUGE),
+        "dist_tol"),
+    # seeds: a huge count was allocated before any check; keys were converted unchecked.
+    "seeds=2**40": (lambda p, runs: gdlab.train(p, CFG, seeds=2**40), r"at most 2\*\*31"),
+    "seeds=a JAX key": (lambda p, runs: gdlab.train(p, CFG, seeds=KEY), "got a JAX key"),
+    "key=2**64": (lambda p, runs: gdlab.train(p, CFG, key=2**64), r"2\*\*63"),
+    # noise: data and hessian unchecked; key arrays reached compiling.
+    "noise_scale data=3": (
+        lambda p, runs: gdlab.noise_scale(p, p.init(jax.random.key(1)), data=3), "scalar"),
+    "noise_scale hessian=array": (
+        lambda p, runs: gdlab.noise_scale(p, p.init(jax.random.key(1)),
+                                          hessian=np.array([1, 2])), "hessian must be True"),
+    "noise_scale key=key array": (
+        lambda p, runs: gdlab.noise_scale(p, p.init(jax.random.key(1)), method="two_batch",
+                                          key=KEYS_2), r"one key.*\(2,\)"),
+}
+
+
+@pytest.mark.parametrize("case", list(FIXED_HERE))
+def test_fixed_bad_inputs_name_the_value_before_compiling(monkeypatch, least_squares,
+                                                          himmelblau_runs, case):
+    for module, name in ((engine, "get_engine"), (minima_module, "_grad_norms"),
+                         (noise_module, "_parts_one")):
+        monkeypatch.setattr(module, name, refuse)
+    call, message = FIXED_HERE[case]
+    with pytest.raises(gdlab.InputError, match=message):
+        call(least_squares, himmelblau_runs)

@@ -23,12 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from gdlab._checks import InputError, check_choice, check_int, is_int
+from gdlab._checks import InputError, check_choice, check_flag, check_int, is_int
 from gdlab.batch import lanes
 from gdlab.config import TrainConfig
 from gdlab.core.sampling import gather
 from gdlab.core.seeds import as_key, seed_ids_of
-from gdlab.problem import Problem
+from gdlab.problem import Problem, check_finite, num_data_points
 
 METHODS = ("exact", "two_batch")
 PyTree = Any
@@ -155,11 +155,17 @@ def _settings(problem: Problem, method: str, data: PyTree = None, chunk: int | N
               hessian: bool = False) -> tuple[Estimator, PyTree]:
     """Checked estimator settings and the data to measure on (before anything compiles)."""
     check_choice("noise-scale method", method, METHODS)
+    hessian = check_flag("hessian", hessian)
     data = problem.data if data is None else data
     if data is None:
         raise InputError(f"problem {problem.name!r} has no data; the gradient noise scale "
                          "needs per-example gradients")
-    n = jax.tree.leaves(data)[0].shape[0]
+    n = num_data_points(data, "noise_scale data")
+    if problem.data is not None and \
+            jax.tree.structure(data) != jax.tree.structure(problem.data):
+        raise InputError(f"noise_scale data must have the structure of the problem's data "
+                         f"{jax.tree.structure(problem.data)}, got {jax.tree.structure(data)}")
+    check_finite(data, "noise_scale data")
     p = max(problem.num_params(), 1)
     chunk = max(1, min(n, (1 << 22) // p)) if chunk is None else check_int("chunk", chunk, 1)
     if hessian and (method != "exact" or p > MAX_HESSIAN_PARAMS):

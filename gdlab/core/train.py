@@ -23,7 +23,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from gdlab._checks import InputError, check_int, is_int, is_real
+from gdlab._checks import InputError, check_flag, check_int, is_int, is_real
 from gdlab.config import TrainConfig
 from gdlab.core import checkpoint, engine, store
 from gdlab.core import devices as dev
@@ -104,7 +104,7 @@ def train(problem: Problem, config: TrainConfig, seeds: int | Sequence[int] = 1,
     if on_eval is not None and not callable(on_eval):
         raise InputError(f"on_eval must be a callable on_eval(evaluation) or None, got "
                          f"{on_eval!r}")
-    if _check_flag("resume", resume) and isinstance(out, str | os.PathLike) and \
+    if check_flag("resume", resume) and isinstance(out, str | os.PathLike) and \
             os.fspath(out) and store.holds_run(out) and not checkpoint.exists(out):
         return _finished(problem, config, seed_ids_of(seeds), out)
     seed_ids = seed_ids_of(seeds)
@@ -234,12 +234,9 @@ def make_plan(problem: Problem, config: TrainConfig, lanes: Lanes, key, *, eval_
               checkpoint_every=None, resume=False, seeds_per_call=None, unroll=1) -> Plan:
     """Check every input (nothing compiles or is written) and decide the layout."""
     for name, flag in (("overwrite", overwrite), ("resume", resume)):
-        _check_flag(name, flag)
+        check_flag(name, flag)
     _check_hyperparams(lanes.hparams)
     run_key = as_key(key)
-    if run_key.shape != ():
-        raise InputError(f"key must be one key (an int or a scalar jax.random.key), got a key "
-                         f"array of shape {run_key.shape}")
     record = check_int("trajectories", trajectories, 0, len(lanes),
                        hint="the number of seeds whose params are recorded")
     unroll = check_int("unroll", unroll, minimum=1, hint="steps per scan iteration")
@@ -488,16 +485,9 @@ def _seconds(value: Any) -> float:
         return math.inf
 
 
-def _check_flag(name: str, value: Any, hint: str = "") -> bool:
-    if not isinstance(value, bool | np.bool_):
-        raise InputError(f"{name} must be True or False{f' {hint}' if hint else ''}, got "
-                         f"{value!r}")
-    return bool(value)
-
-
 def _check_progress(progress: Any) -> None:
     if progress is not None:
-        _check_flag("progress", progress, "or None (when stderr is a terminal)")
+        check_flag("progress", progress, "or None (when stderr is a terminal)")
 
 
 def _check_devices(devices: Any) -> None:
