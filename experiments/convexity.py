@@ -7,8 +7,10 @@ distinct in parameter space, modulo symmetry, and as functions, with basin fract
 
 Run:
   python experiments/convexity.py [--smoke] [--out DIR]     (or: gdlab run convexity)
-Takes about a minute on a 2-core CPU (smoke: seconds). Writes DIR/report.md, one saved
-run per problem (DIR/<problem>/) and figures (DIR/*.png), and prints DIR.
+Takes about a minute on a 2-core CPU (smoke: three of the problems, seconds). Writes
+DIR/report.md, its tables as CSV (DIR/summary.csv, DIR/<problem>/seeds.csv and
+minima.csv), one saved run per problem (DIR/<problem>/) and figures (DIR/*.png), and
+prints DIR.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from gdlab import plots, problems
 from gdlab._tree import flatten_seeds
 from gdlab.atlas.minima import classify_endpoints, map_minima, match_known_minima
 from gdlab.landscape.paths import barrier_matrix
-from gdlab.studies import markdown_table, study_dir, study_main, write_text
+from gdlab.studies import frame_table, markdown_table, study_dir, study_main, write_csv, write_text
 from gdlab.symmetry import align_tanh_mlp
 
 
@@ -65,31 +67,39 @@ def get_config(smoke: bool = False) -> Config:
               kwargs=(("d_in", 2), ("hidden", 3), ("n", 128), ("key", 1)),
               atlas_kwargs=(("grad_tol", 1e-3),)),
     )
+    if smoke:  # one of each kind of figure and atlas: convex (PCA), 2-D surface, MLP
+        entries = tuple(e for e in entries
+                        if e.problem in ("least_squares", "himmelblau", "teacher_student"))
     return Config(entries=entries, smoke=smoke)
 
 
-def run_entry(entry: Entry, config: Config, out: Path) -> tuple[list, gdlab.Runs]:
-    """Train one problem, map its minima, save runs and figures, return its report row."""
+def run_entry(entry: Entry, config: Config, out: Path) -> dict:
+    """Train one problem, map its minima, save runs, per-seed and per-minimum tables and
+    figures; returns its row of the summary table (raw values)."""
     problem = problems.BUILTINS[entry.problem](**dict(entry.kwargs))
     paths = min(config.trajectories, entry.seeds) if problem.num_params() == 2 else 0
     runs = gdlab.train(problem, entry.config, seeds=entry.seeds, key=0, out=out / entry.problem,
                        trajectories=paths)
     endpoints = classify_endpoints(problem, runs, **dict(entry.atlas_kwargs))
     atlas = map_minima(problem, runs, endpoints)
+    write_csv(out / entry.problem / "seeds.csv", runs.to_dataframe(atlas))
+    write_csv(out / entry.problem / "minima.csv", atlas.to_dataframe())
     _figures(problem, runs, atlas, out)
-    known = "-"
+    reached = total = None
     if problem.known_minima:
         match = match_known_minima(problem, runs, tol=config.match_tol)
-        known = f"{int((match.counts > 0).sum())} of {len(match.counts)}"
+        reached, total = int((match.counts > 0).sum()), len(match.counts)
     s, counts = runs.summary(), atlas.status_counts()
     fractions = ", ".join(f"{m.fraction:.2f}" for m in atlas.minima[:8])
     fractions += ", ..." if atlas.num_minima > 8 else ""
-    funcs = "-" if atlas.num_function_classes is None else atlas.num_function_classes
-    row = [problem.name, "convex" if entry.convex else "non-convex", s["seeds"],
-           atlas.num_minima, atlas.num_symmetry_classes, funcs, f"{atlas.chao1:.1f}", known,
-           fractions or "-", counts["saddle"], counts["not_converged"], counts["diverged"],
-           f"{s['loss_median']:.4g}", f"{s['train_seconds']:.2f}"]
-    return row, runs
+    return {"problem": problem.name, "surface": "convex" if entry.convex else "non-convex",
+            "seeds": s["seeds"], "minima": atlas.num_minima,
+            "modulo_symmetry": atlas.num_symmetry_classes,
+            "functions": atlas.num_function_classes, "chao1": atlas.chao1,
+            "known_reached": reached, "known_total": total, "basin_fractions": fractions or "-",
+            "saddles": counts["saddle"], "not_converged": counts["not_converged"],
+            "diverged": counts["diverged"], "median_final_loss": s["loss_median"],
+            "train_seconds": s["train_seconds"]}
 
 
 def _figures(problem, runs, atlas, out: Path) -> None:
@@ -122,24 +132,42 @@ def _figures(problem, runs, atlas, out: Path) -> None:
 
 def run(config: Config, out=None) -> Path:
     """Run the study and write its directory; returns the path."""
+    import pandas as pd
     out = study_dir("convexity", out)
     start = time.perf_counter()
     rows = []
     for entry in config.entries:
-        row, _ = run_entry(entry, config, out)
+        row = run_entry(entry, config, out)
         rows.append(row)
-        print(f"  {row[0]}: {row[3]} minima ({row[4]} modulo symmetry), "
-              f"known minima reached {row[7]}")
-    header = ["problem", "surface", "seeds", "minima", "modulo symmetry", "functions",
-              "Chao1", f"known minima reached (within {config.match_tol:g})",
-              "basin fractions", "saddles", "not converged", "diverged", "median final loss",
-              "train s"]
-    write_text(out / "report.md", _report(config, rows, header, time.perf_counter() - start))
+        print(f"  {row['problem']}: {row['minima']} minima ({row['modulo_symmetry']} modulo "
+              "symmetry)")
+    summary = pd.DataFrame(rows)
+    write_csv(out / "summary.csv", summary)
+    write_text(out / "report.md", _report(config, summary, time.perf_counter() - start))
     print(f"convexity study written to {out}")
     return out
 
 
-def _report(config: Config, rows, header, seconds: float) -> str:
+def _summary_table(summary, match_tol: float) -> str:
+    """The report's main table, rendered from summary.csv's frame."""
+    import pandas as pd
+    frame = summary.copy()
+    frame["known"] = [f"{int(r)} of {int(t)}" if pd.notna(t) else "-"
+                      for r, t in zip(frame.pop("known_reached"), frame.pop("known_total"),
+                                      strict=True)]
+    frame = frame[["problem", "surface", "seeds", "minima", "modulo_symmetry", "functions",
+                   "chao1", "known", "basin_fractions", "saddles", "not_converged",
+                   "diverged", "median_final_loss", "train_seconds"]]
+    return frame_table(
+        frame, formats={"chao1": "{:.1f}", "median_final_loss": "{:.4g}",
+                        "train_seconds": "{:.2f}", "functions": "{:.0f}"},
+        headers={"modulo_symmetry": "modulo symmetry", "chao1": "Chao1",
+                 "known": f"known minima reached (within {match_tol:g})",
+                 "basin_fractions": "basin fractions", "not_converged": "not converged",
+                 "median_final_loss": "median final loss", "train_seconds": "train s"})
+
+
+def _report(config: Config, summary, seconds: float) -> str:
     settings = [[e.problem, e.config.optimizer, e.config.learning_rate, e.config.steps,
                  e.config.batch_size or "full", e.seeds] for e in config.entries]
     return "\n\n".join([
@@ -153,7 +181,7 @@ def _report(config: Config, rows, header, seconds: float) -> str:
         "fractions are per minimum, ordered by loss; Chao1 estimates the total number of "
         "minima including unseen ones. A known minimum is reached when some endpoint lies "
         f"within {config.match_tol:g} of it.",
-        markdown_table(header, rows),
+        _summary_table(summary, config.match_tol),
         "## Settings",
         markdown_table(["problem", "optimizer", "lr", "steps", "batch", "seeds"], settings),
         "The MLP's minima are degenerate (flat directions): Adam leaves its endpoints spread "
@@ -161,7 +189,10 @@ def _report(config: Config, rows, header, seconds: float) -> str:
         "clusters linked by a flat straight path (one valley, one minimum). Many distinct "
         "parameter vectors then collapse to far fewer classes once permutations and sign "
         "flips are factored out; `experiments/minima_census.py` studies this at scale.",
-        f"Total time: {seconds:.1f} s. Figures: `*_endpoints.png` and `*_basins.png` (2-D: "
+        f"Total time: {seconds:.1f} s. Data: `summary.csv` (this table), "
+        "`<problem>/seeds.csv` (one row per seed: final loss, status, minimum label), "
+        "`<problem>/minima.csv` (one row per minimum), `<problem>/` (the saved run). "
+        "Figures: `*_endpoints.png` and `*_basins.png` (2-D: "
         "endpoints and start positions coloured by minimum), `*_minima.png` (basin fractions "
         "with 95% Wilson intervals, and losses), `*_barriers.png` (loss barrier on the straight "
         "path between minima), `*_pca.png` (high-dimensional endpoints), `*_loss.png`.",

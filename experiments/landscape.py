@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import io
 import json
 import time
 from pathlib import Path
@@ -39,7 +38,7 @@ from gdlab.core import store
 from gdlab.landscape import curvature, curves, slices, trajectories
 from gdlab.landscape.sharpness import sharpness
 from gdlab.plots import landscape as lplots
-from gdlab.studies import markdown_table, study_dir, study_main, write_text
+from gdlab.studies import markdown_table, study_dir, study_main, write_csv, write_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +98,7 @@ def run(config: Config, out=None) -> Path:
     runs = {g.name: _train(problem, g, config) for g in config.groups}
     timings["train"] = time.perf_counter() - clock
     rows, measures = _sharpness(problem, runs, config, timings)
-    _write_csv(out / "sharpness.csv", rows)
+    write_csv(out / "sharpness.csv", rows)
     grid, densities = _densities(measures)
     _save_npz(out / "density.npz", grid=grid, **{f"density_{k}": v for k, v in densities.items()})
     sl1, sl2 = _slices(problem, runs, config, timings)
@@ -108,7 +107,7 @@ def run(config: Config, out=None) -> Path:
     tslices = _trajectories(problem, runs, config, timings)
     _save_npz(out / "trajectory.npz", **_trajectory_arrays(tslices))
     cmp = _curves(problem, runs[config.groups[0].name], config, timings)
-    _write_csv(out / "curves.csv", _curve_rows(cmp))
+    write_csv(out / "curves.csv", _curve_rows(cmp))
     timings["total"] = time.perf_counter() - clock
     write_text(out / "timings.json", json.dumps({"seconds": timings, "slice_benchmark": bench},
                                                 indent=2) + "\n")
@@ -215,14 +214,6 @@ def _curves(problem, runs, config: Config, timings) -> dict:
 
 
 # --- saved data ------------------------------------------------------------------------
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buf.getvalue())
 
 
 def _read_csv(path: Path) -> list[dict]:

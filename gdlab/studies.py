@@ -1,11 +1,15 @@
-"""Helpers for studies: run directory naming and markdown tables."""
+"""Helpers for studies: run directory naming, tidy CSV tables and the markdown made
+from them (a report's tables are rendered from the data files written beside it)."""
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import io
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from gdlab._checks import InputError
 from gdlab.core import store
@@ -30,6 +34,36 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def write_csv(path: Path, table) -> Path:
+    """Write `table` (a pandas DataFrame, or a list of dicts with the same keys) as CSV,
+    atomically; returns the path."""
+    import pandas as pd
+    frame = table if isinstance(table, pd.DataFrame) else pd.DataFrame(list(table))
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False)
+    write_text(path, buf.getvalue())
+    return path
+
+
+def frame_table(frame, formats: Mapping[str, str | Callable[[Any], str]] | None = None,
+                headers: Mapping[str, str] | None = None) -> str:
+    """A markdown table of a DataFrame's rows: `formats` maps a column to a format spec
+    ("{:.3g}") or a function; `headers` renames columns for the reader. NaN shows "-"."""
+    formats, headers = formats or {}, headers or {}
+
+    def cell(col: str, value: Any) -> str:
+        if value is None or (isinstance(value, float) and value != value):
+            return "-"
+        fmt = formats.get(col)
+        if fmt is None:
+            return str(value)
+        return fmt(value) if callable(fmt) else fmt.format(value)
+
+    rows = [[cell(c, v) for c, v in zip(frame.columns, r, strict=True)]
+            for r in frame.itertuples(index=False)]
+    return markdown_table([headers.get(c, c) for c in frame.columns], rows)
 
 
 def write_text(path: Path, text: str) -> None:
