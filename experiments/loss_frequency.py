@@ -26,12 +26,13 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 
 import gdlab
 from gdlab import problems
 from gdlab.plots import costs as plots_costs
 from gdlab.plots.figures import save
-from gdlab.studies import markdown_table, study_dir, study_main, write_text
+from gdlab.studies import frame_table, study_dir, study_main, write_csv, write_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,7 +167,11 @@ def run(config: Config, out=None) -> Path:
             "q95": float(np.quantile(e, 0.95))} for m, e in errors.items()},
         "config": dataclasses.asdict(config), "seconds": seconds}
     write_text(out / "results.json", json.dumps(results, indent=1))
-    write_text(out / "report.md", _report(config, rows, errors, truth, problem, seconds))
+    write_csv(out / "schedules.csv", rows)
+    write_csv(out / "subsets.csv", _subset_rows(errors, truth))
+    write_text(out / "report.md", _report(config, pd.read_csv(out / "schedules.csv"),
+                                          pd.read_csv(out / "subsets.csv"), truth, problem,
+                                          seconds))
     print(f"loss_frequency study written to {out} ({seconds:.0f} s)")
     return out
 
@@ -190,17 +195,47 @@ def _figures(config, runs, truth, rows, errors, out: Path) -> None:
          out / "subset_spread.png")
 
 
-def _report(config, rows, errors, truth, problem, seconds) -> str:
-    table = [[r["schedule"], r["runs"], r["evaluations"], f"{r['wall']:.3f}",
-              f"{r['vs_never']:+.1%}", f"{r['fraction']:.1%}",
-              f"{r['step_gap']:.0f} (max {r['step_gap_max']})",
-              f"{r['loss_excess']:.2%} (max {r['loss_excess_max']:.2%})",
-              "yes" if r["same_trajectory"] else "NO"] for r in rows]
+def _late_gain(truth: gdlab.Runs) -> tuple[float, float]:
+    """Median relative std of the true loss over the last 20% of training, and median
+    final / best - 1: the scale a subset estimate must resolve."""
     late = truth.loss_history[:, int(0.8 * truth.loss_history.shape[1]):]
     wiggle = float(np.median(late.std(axis=1) / late.mean(axis=1)))
     gain = float(np.median(truth.final_loss / truth.loss_history.min(axis=1) - 1.0))
-    sub = [[m, f"{e.std():.2%}", f"[{np.quantile(e, 0.05):+.2%}, {np.quantile(e, 0.95):+.2%}]",
-            f"{np.mean(np.abs(e) > gain):.0%}"] for m, e in errors.items()]
+    return wiggle, gain
+
+
+def _subset_rows(errors: dict[int, np.ndarray], truth: gdlab.Runs) -> list[dict]:
+    gain = _late_gain(truth)[1]
+    return [{"subset_size": m, "relative_std": float(e.std()),
+             "q05": float(np.quantile(e, 0.05)), "q95": float(np.quantile(e, 0.95)),
+             "off_by_more_than_gap": float(np.mean(np.abs(e) > gain))}
+            for m, e in errors.items()]
+
+
+def _schedule_table(frame) -> str:
+    frame = frame.copy()
+    frame["step_gap"] = [f"{g:.0f} (max {m})" for g, m in
+                         zip(frame["step_gap"], frame.pop("step_gap_max"), strict=True)]
+    frame["loss_excess"] = [f"{g:.2%} (max {m:.2%})" for g, m in
+                            zip(frame["loss_excess"], frame.pop("loss_excess_max"), strict=True)]
+    frame = frame[["schedule", "runs", "evaluations", "wall", "vs_never", "fraction",
+                   "step_gap", "loss_excess", "same_trajectory"]]
+    return frame_table(frame, formats={"wall": "{:.3f}", "vs_never": "{:+.1%}",
+                                       "fraction": "{:.1%}",
+                                       "same_trajectory": lambda x: "yes" if x else "NO"},
+                       headers={"wall": "wall s", "vs_never": "vs never",
+                                "fraction": "measuring share", "step_gap": "best-step gap",
+                                "loss_excess": "best-loss excess",
+                                "same_trajectory": "same trajectory"})
+
+
+def _report(config, rows, subsets, truth, problem, seconds) -> str:
+    """The report, its tables rendered from schedules.csv (`rows`) and subsets.csv."""
+    wiggle, gain = _late_gain(truth)
+    subsets = subsets.assign(range=[f"[{a:+.2%}, {b:+.2%}]" for a, b in
+                                    zip(subsets.pop("q05"), subsets.pop("q95"), strict=True)])
+    subsets = subsets[["subset_size", "relative_std", "range", "off_by_more_than_gap"]]
+    rows = rows.to_dict("records")
     every_1000 = next((r for r in rows if r["schedule"] == "every 1000"), None)
     verdict = ("" if every_1000 is None else
                f"Measuring every 1000 steps costs {every_1000['vs_never']:+.1%} wall time "
@@ -220,9 +255,7 @@ def _report(config, rows, errors, truth, problem, seconds) -> str:
         "and best-loss "
         "excess: medians over seeds of |recorded - true best step| and recorded best / true "
         "best - 1.",
-        markdown_table(["schedule", "runs", "evaluations", "wall s", "vs never",
-                        "measuring share", "best-step gap", "best-loss excess",
-                        "same trajectory"], table),
+        _schedule_table(pd.DataFrame(rows)),
         verdict,
         "The every-T-seconds schedule checks the clock between compiled chunks of "
         f"`chunk_steps` = {gdlab.TrainConfig(eval_every=1).chunk_steps} steps, so it pays a "
@@ -238,9 +271,13 @@ def _report(config, rows, errors, truth, problem, seconds) -> str:
         f"{gain:.2%} above the best one (median over seeds). A subset whose error exceeds "
         "that cannot tell the best checkpoint from the last one. Figure: "
         "`subset_spread.png`.",
-        markdown_table(["subset size", "relative std", "5%-95% range",
-                        "draws off by more than best-vs-final gap"], sub),
-        f"Total time: {seconds:.0f} s. All numbers: `results.json`.",
+        frame_table(subsets, formats={"relative_std": "{:.2%}", "off_by_more_than_gap":
+                                      "{:.0%}"},
+                    headers={"subset_size": "subset size", "relative_std": "relative std",
+                             "range": "5%-95% range", "off_by_more_than_gap":
+                             "draws off by more than best-vs-final gap"}),
+        f"Total time: {seconds:.0f} s. Data: `schedules.csv` and `subsets.csv` (these "
+        "tables), `results.json` (all numbers and the config).",
     ]) + "\n"
 
 

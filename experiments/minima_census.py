@@ -11,7 +11,8 @@ most visited minima, naive and after weight matching.
 Run:
   python experiments/minima_census.py [--smoke] [--out DIR]   (or: gdlab run minima_census)
 Takes about three minutes on a 2-core CPU (smoke: seconds). Writes DIR/report.md, the saved
-run (DIR/run/), figures (DIR/*.png) and DIR/census.json, and prints DIR.
+run (DIR/run/), figures (DIR/*.png), its tables (DIR/*.csv) and DIR/census.json, and
+prints DIR.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pandas as pd
 
 import gdlab
 from gdlab import plots, problems
@@ -31,7 +33,7 @@ from gdlab._tree import flatten_seeds
 from gdlab.atlas.minima import classify_endpoints, map_minima
 from gdlab.landscape.paths import barrier_matrix
 from gdlab.stats import chao1, wilson_interval
-from gdlab.studies import markdown_table, study_dir, study_main, write_text
+from gdlab.studies import frame_table, study_dir, study_main, write_csv, write_text
 from gdlab.symmetry import align_tanh_mlp
 
 
@@ -78,8 +80,9 @@ def run(config: Config, out=None) -> Path:
     census = _census(config, problem, runs, atlas, sweep, naive, aligned, picked)
     _figures(problem, runs, atlas, sweep, naive, aligned, out)
     write_text(out / "census.json", json.dumps(census, indent=2) + "\n")
+    tables = _write_tables(out, runs, atlas, census)
     census["seconds"] = time.perf_counter() - start
-    write_text(out / "report.md", _report(config, census))
+    write_text(out / "report.md", _report(config, census, tables))
     print(f"minima census written to {out}")
     return out
 
@@ -199,18 +202,29 @@ def _figures(problem, runs, atlas, sweep, naive, aligned, out: Path) -> None:
                out / f"{name}_loss_histogram.png")
 
 
-def _report(config: Config, c: dict) -> str:
-    lv, b = c["levels"], c["barriers"]
-    level_rows = [[k, v["observed"], f"{v['chao1']:.1f}", v["singletons"], v["doubletons"]]
-                  for k, v in lv.items()]
-    class_rows = [[r["class"], f"{r['loss']:.3g}", r["seeds"], r["raw_minima"],
-                   f"{r['fraction']:.3f} [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]",
-                   f"{r['smallest_eigenvalue']:.2g}", f"{r['sharpness']:.3g}"]
-                  for r in c["classes"]]
+def _write_tables(out: Path, runs, atlas, c: dict) -> dict[str, pd.DataFrame]:
+    """The report's tables as CSV (read back: the report is rendered from the files), and
+    the per-seed and per-minimum tables."""
+    write_csv(out / "seeds.csv", runs.to_dataframe(atlas))
+    write_csv(out / "minima.csv", atlas.to_dataframe())
+    write_csv(out / "levels.csv", [{"level": k, **v} for k, v in c["levels"].items()])
+    write_csv(out / "classes.csv", [{**{k: v for k, v in r.items() if k != "ci"},
+                                     "fraction_lo": r["ci"][0], "fraction_hi": r["ci"][1]}
+                                    for r in c["classes"]])
     sweep = c["tolerance_sweep"]
-    sweep_rows = [[f"{t:.3g}"] + [sweep["counts"][k][i] for k in sweep["counts"]]
-                  for i, t in enumerate(sweep["dist_tol"])]
-    tol = c["tolerances"]
+    write_csv(out / "tolerance_sweep.csv",
+              pd.DataFrame({"dist_tol": sweep["dist_tol"], **sweep["counts"]}))
+    return {name: pd.read_csv(out / f"{name}.csv")
+            for name in ("levels", "classes", "tolerance_sweep")}
+
+
+def _report(config: Config, c: dict, tables: dict[str, pd.DataFrame]) -> str:
+    b, tol = c["barriers"], c["tolerances"]
+    classes = tables["classes"]
+    classes = classes.assign(fraction=[f"{f:.3f} [{lo:.3f}, {hi:.3f}]" for f, lo, hi in zip(
+        classes["fraction"], classes.pop("fraction_lo"), classes.pop("fraction_hi"),
+        strict=True)])[["class", "loss", "seeds", "raw_minima", "fraction",
+                         "smallest_eigenvalue", "sharpness"]]
     return "\n\n".join([
         "# Minima census of a teacher-student MLP" + (" (smoke)" if config.smoke else ""),
         f"{c['problem']}; {c['seeds']} seeds of full-batch Adam (lr "
@@ -220,8 +234,9 @@ def _report(config: Config, c: dict) -> str:
         "sign flips. Endpoint status: " + ", ".join(f"{k} {v}" for k, v in c["status"].items())
         + ".",
         "## Counts",
-        markdown_table(["level", "observed", "Chao1 (seen + unseen)", "seen once", "seen twice"],
-                       level_rows),
+        frame_table(tables["levels"], formats={"chao1": "{:.1f}"},
+                    headers={"chao1": "Chao1 (seen + unseen)", "singletons": "seen once",
+                             "doubletons": "seen twice"}),
         f"Lowest loss found: {c['best_loss']:.3g}, reached as {c['global_raw_minima']} raw "
         f"minima in {c['global_symmetry_classes']} class(es) modulo symmetry (of "
         f"{c['symmetry_orbit_size']} possible symmetric copies of each). Raw minima are "
@@ -232,10 +247,13 @@ def _report(config: Config, c: dict) -> str:
         f"{tol['dist_tol']:.3g}, barrier {tol['barrier_tol']:.3g}, function (RMS) "
         f"{tol['func_tol']:.3g}.",
         "## The most visited classes modulo symmetry",
-        markdown_table(["class", "loss", "seeds", "raw minima", "fraction [95% CI]",
-                        "min eigenvalue", "sharpness"], class_rows),
+        frame_table(classes, formats={"loss": "{:.3g}", "smallest_eigenvalue": "{:.2g}",
+                                      "sharpness": "{:.3g}"},
+                    headers={"raw_minima": "raw minima", "fraction": "fraction [95% CI]",
+                             "smallest_eigenvalue": "min eigenvalue"}),
         "## Sensitivity to the distance tolerance",
-        markdown_table(["distance tol", *sweep["counts"]], sweep_rows),
+        frame_table(tables["tolerance_sweep"], formats={"dist_tol": "{:.3g}"},
+                    headers={"dist_tol": "distance tol"}),
         "Solid counts merge flat valleys; \"distance only\" counts do not, and keep growing as "
         "the tolerance shrinks (see `minima_census_tolerance.png`).",
         "## Barriers",
@@ -252,7 +270,9 @@ def _report(config: Config, c: dict) -> str:
         "Figures: `minima_census_raw_minima.png`, `minima_census_symmetry_classes.png` (basin "
         "fractions with 95% Wilson intervals, losses), `minima_census_tolerance.png`, "
         "`minima_census_barriers.png` (naive vs aligned), `minima_census_pca_raw.png` and "
-        "`minima_census_pca_canonical.png`, `minima_census_loss_histogram.png`.",
+        "`minima_census_pca_canonical.png`, `minima_census_loss_histogram.png`. Data: "
+        "`levels.csv`, `classes.csv`, `tolerance_sweep.csv` (these tables), `seeds.csv` (one "
+        "row per seed), `minima.csv` (one row per raw minimum), `census.json`, `run/`.",
     ]) + "\n"
 
 
