@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
-.venv/bin/ruff check gdlab tests experiments scripts
+.venv/bin/ruff check gdlab tests experiments scripts benchmarks examples
 # Test files run in parallel processes (pytest-xdist; GDLAB_TEST_WORKERS=0 runs them in
 # this one), each file whole in one worker so its module fixtures are built once.
 .venv/bin/python -m pytest -n "${GDLAB_TEST_WORKERS:-auto}" --dist loadfile --durations=15 "$@"

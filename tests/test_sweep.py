@@ -57,8 +57,13 @@ def test_best_picks_the_lowest_loss_and_warns_at_the_grid_edge(swept):
         warnings.simplefilter("always")
         best = swept.best("train/loss")
     assert best == swept.grid[int(np.nanargmin(scores))]
-    assert any("edge" in str(w.message) or "beyond" in str(w.message) for w in caught) == (
-        best["learning_rate"] in (0.02, 0.1))
+    edge = [w for w in caught if "beyond" in str(w.message)]
+    assert bool(edge) == (best["learning_rate"] in (0.02, 0.1))
+    assert all(w.filename == __file__ for w in edge)  # points at the caller's line
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        swept.best_index("train/loss")
+    assert all(w.filename == __file__ for w in caught if "beyond" in str(w.message))
 
 
 def test_table_is_numeric(swept):

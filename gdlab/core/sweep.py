@@ -65,28 +65,33 @@ class Sweep:
         """The grid point with the best final `metric` (lowest for losses and errors,
         highest for accuracies; `mode="min"|"max"` for others). Warns when the best value of
         a hyperparameter lies at the edge of its grid: the optimum may lie beyond it."""
-        return self.grid[self.best_index(metric, mode, statistic)]
+        return self.grid[self._best_index(metric, mode, statistic, stacklevel=4)]
 
     def best_index(self, metric: str = "train/loss", mode: str | None = None,
                    statistic: str = "median") -> int:
         """Index into `grid` of `best`."""
+        return self._best_index(metric, mode, statistic, stacklevel=4)
+
+    def _best_index(self, metric: str, mode: str | None, statistic: str,
+                    stacklevel: int) -> int:
+        # stacklevel: the user's line that called best or best_index, for the edge warning
         mode = _mode(metric, mode)
         scores = self.scores(metric, statistic)
         if np.all(np.isnan(scores)):
             raise InputError(f"no grid point has a finite {metric!r} on every seed")
         signed = np.where(np.isnan(scores), np.inf, scores if mode == "min" else -scores)
         best = int(np.argmin(signed))
-        self._warn_at_edge(self.grid[best], metric)
+        self._warn_at_edge(self.grid[best], metric, stacklevel)
         return best
 
-    def _warn_at_edge(self, point: dict[str, float], metric: str) -> None:
+    def _warn_at_edge(self, point: dict[str, float], metric: str, stacklevel: int) -> None:
         for name in self.names:
             values = sorted({p[name] for p in self.grid})
             if len(values) >= 3 and point[name] in (values[0], values[-1]):
                 side = "smallest" if point[name] == values[0] else "largest"
                 warnings.warn(f"the best {name} for {metric!r}, {point[name]:g}, is the {side} "
                               f"value of the grid {values}: the optimum may lie beyond it; "
-                              "extend the grid", stacklevel=3)
+                              "extend the grid", stacklevel=stacklevel)
 
     def table(self, metrics: Sequence[str] = ("train/loss",)) -> tuple[list[str], list[list]]:
         """Header and numeric rows: the grid point, then median and 10-90% range of each
@@ -108,9 +113,7 @@ class Sweep:
         import pandas as pd
         frames = []
         for point, runs in zip(self.grid, self.runs, strict=True):
-            frame = runs.to_dataframe() if hasattr(runs, "to_dataframe") else pd.DataFrame(
-                {"seed_id": runs.seed_ids, "final_loss": runs.final_loss})
-            frames.append(frame.assign(**point))
+            frames.append(runs.to_dataframe().assign(**point))
         return pd.concat(frames, ignore_index=True)
 
 
