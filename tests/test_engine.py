@@ -298,3 +298,16 @@ def test_bad_randomness_sources_are_rejected(kwargs, match):
     config = gdlab.TrainConfig(learning_rate=0.05, steps=2, eval_every=1)
     with pytest.raises(gdlab.InputError, match=match):
         gdlab.train(problems.himmelblau(), config, seeds=4, **kwargs)
+
+
+def test_data_that_would_not_fit_on_every_device_is_refused_before_anything_runs(
+        monkeypatch, tmp_path, devices):
+    from gdlab.core import devices as dev
+    problem = problems.least_squares(n=4096, d=16)  # 4096 x 17 float32: 272 KiB
+    monkeypatch.setattr(dev, "memory_bytes", lambda device: 200 * 1024)
+    monkeypatch.setattr(engine, "get_engine", lambda *a, **k: pytest.fail("compiled"))
+    cfg = gdlab.TrainConfig(learning_rate=0.1, steps=4, eval_every=2)
+    with pytest.raises(gdlab.InputError, match=r"4096 training points.*2 device\(s\).*"
+                                               r"does not fit"):
+        gdlab.train(problem, cfg, seeds=4, devices=devices[:2], out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # nothing written, not even the lock

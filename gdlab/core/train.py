@@ -242,8 +242,9 @@ def make_plan(problem: Problem, config: TrainConfig, lanes: Lanes, key, *, eval_
     unroll = check_int("unroll", unroll, minimum=1, hint="steps per scan iteration")
     eval_sets = _check_inputs(problem, config, eval_data)
     _check_devices(devices)
-    out_path = _check_out(out, overwrite, checkpoint_every, resume, problem)
     mesh = dev.seed_mesh(devices, len(lanes))
+    _check_data_fits(problem, eval_sets, mesh)
+    out_path = _check_out(out, overwrite, checkpoint_every, resume, problem)
     if mesh.devices.flat[0].platform == "cpu":
         dev.tune_host_allocator()
     block = _choose_block(problem, config, seed_block, len(lanes), mesh)
@@ -397,6 +398,29 @@ def _flag_nonfinite_start(diverged_at: np.ndarray, history_SE: np.ndarray,
 
 
 # ----------------------------------------------------------------------------- checks
+
+
+DATA_MEMORY_SHARE = 0.8  # of a device's memory the replicated data may take
+
+
+def _check_data_fits(problem: Problem, eval_sets: dict, mesh: Mesh) -> None:
+    """Every device holds one copy of the training data and of each distinct evaluation
+    set: refuse, naming the sizes, when that copy would not fit in a device's memory."""
+    sets = {id(problem.data): problem.data}
+    sets.update({id(v): v for v in eval_sets.values() if v is not None})
+    nbytes = sum(int(np.prod(np.shape(x))) * np.dtype(getattr(x, "dtype", np.float32)).itemsize
+                 for data in sets.values() for x in jax.tree.leaves(data))
+    local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+    limit = DATA_MEMORY_SHARE * min(dev.memory_bytes(d) for d in local)
+    if nbytes > limit:
+        n = num_data_points(problem.data) if problem.data is not None else 0
+        raise InputError(
+            f"the data ({n} training points; {nbytes / 2**30:.2f} GiB with the evaluation "
+            f"sets) is kept once per device, {len(local)} device(s) here, each with "
+            f"{limit / DATA_MEMORY_SHARE / 2**30:.2f} GiB ({local[0].platform}"
+            f"{', host RAM shared by the CPU devices' if local[0].platform == 'cpu' else ''}): "
+            f"{len(local)} x {nbytes / 2**30:.2f} GiB does not fit. Use fewer devices "
+            "(devices=...), a smaller or lower-precision dataset, or fewer evaluation sets")
 
 
 def _choose_group(problem, config, seeds_per_call, num_seeds: int, mesh, block: int) -> int:
