@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -85,18 +86,19 @@ class Problem:
         if not callable(self.init) or not callable(self.loss):
             raise InputError(f"Problem {self.name!r}: init and loss must be callables")
         object.__setattr__(self, "known_minima", tuple(self.known_minima))
-        if self.data is not None:
-            num_data_points(self.data, where=f"Problem {self.name!r} data")
+        for field in ("data", "test_data"):
+            value = getattr(self, field)
+            if value is not None:
+                object.__setattr__(self, field, lists_to_arrays(value))
+                num_data_points(getattr(self, field), where=f"Problem {self.name!r} {field}")
         object.__setattr__(self, "metrics", dict(self.metrics or {}))
         for name, fn in self.metrics.items():
             if not isinstance(name, str) or not name or "/" in name or not callable(fn):
                 raise InputError(f"Problem {self.name!r}: metrics must map names (non-empty, "
                                  f"no '/') to callables fn(params, batch) -> scalar; got "
                                  f"{name!r}: {fn!r}")
-        if self.test_data is not None:
-            if self.data is None:
-                raise InputError(f"Problem {self.name!r}: test_data given but no training data")
-            num_data_points(self.test_data, where=f"Problem {self.name!r} test_data")
+        if self.test_data is not None and self.data is None:
+            raise InputError(f"Problem {self.name!r}: test_data given but no training data")
 
     @property
     def num_data(self) -> int | None:
@@ -114,6 +116,28 @@ class Problem:
     def num_params(self) -> int:
         """P, the number of scalar parameters."""
         return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(self.params_shape()))
+
+
+def _numeric_list(x: Any) -> bool:
+    """A (nested) Python list or tuple of numbers only: one array written as lists."""
+    if isinstance(x, list | tuple) and not hasattr(x, "_fields"):  # NamedTuples are nodes
+        return len(x) > 0 and all(isinstance(v, numbers.Number | np.number) or _numeric_list(v)
+                                  for v in x)
+    return False
+
+
+def lists_to_arrays(data: PyTree) -> PyTree:
+    """`data` with every nested list of numbers made one NumPy array (so `[[1., 2.], [3.,
+    4.]]` is a (2, 2) leaf, not four scalars); lists of arrays stay pytree nodes."""
+    def convert(x):
+        if not _numeric_list(x):
+            return x
+        try:
+            return np.asarray(x)
+        except ValueError as e:  # ragged
+            raise InputError(f"data: a nested list that is not rectangular ({e}); pass "
+                             "arrays of one shape per leaf") from None
+    return jax.tree.map(convert, data, is_leaf=_numeric_list)
 
 
 def num_data_points(data: PyTree, where: str = "data") -> int:

@@ -147,3 +147,19 @@ def test_bad_problem_sizes_raise():
         problems.quadratic(condition_number=0.5)
     with pytest.raises(ValueError, match="unknown problem 'nope'"):
         problems.get("nope")
+
+
+def test_problem_data_as_python_lists_trains_as_the_same_arrays():
+    import jax.numpy as jnp
+    x, y = [[1.0, 2.0], [3.0, 4.0], [5.0, 7.0]], [1.0, 2.0, 4.0]
+    loss = lambda p, b: jnp.mean((b["x"] @ p["w"] - b["y"]) ** 2)
+    init = lambda k: {"w": jnp.zeros(2)}
+    lists = gdlab.Problem(name="l", init=init, loss=loss, data={"x": x, "y": y})
+    arrays = gdlab.Problem(name="a", init=init, loss=loss,
+                           data={"x": np.asarray(x, np.float32), "y": np.asarray(y, np.float32)})
+    assert lists.data["x"].shape == (3, 2) and lists.num_data == 3
+    cfg = gdlab.TrainConfig(learning_rate=0.01, steps=10)
+    np.testing.assert_array_equal(gdlab.train(lists, cfg, seeds=2, progress=False).final_loss,
+                                  gdlab.train(arrays, cfg, seeds=2, progress=False).final_loss)
+    with pytest.raises(gdlab.InputError, match="not rectangular"):
+        gdlab.Problem(name="r", init=init, loss=loss, data={"x": [[1.0], [1.0, 2.0]]})
