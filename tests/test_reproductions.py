@@ -232,7 +232,8 @@ def test_missing_api_and_config(study):
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.smoke = False
     rules = study.get_config().rules()
-    assert set(rules) == {"1a", "1b", "1c", "1d", "2a", "2b", "3a", "3b", "4a", "4b", "5", "6"}
+    assert set(rules) == {"1a", "1b", "1c", "1d", "2a", "2b", "3a", "3b", "4a", "4b", "4c", "5",
+                          "6"}
     assert "0.8" in rules["1b"] and "0.01" in rules["1b"]
 
 
@@ -275,9 +276,53 @@ def test_figures_from_hand_made_arrays(tmp_path):
     assert len(list(tmp_path.glob("*.png"))) == len(figs)
 
 
-def test_steps_to_target_interpolates_like_the_sweep(study):
-    steps = np.array([0, 10, 20, 30])
-    loss = np.array([[1.0, 0.5, 0.25, 0.1], [1.0, 0.9, 0.8, 0.7], [0.01, 0.01, 0.01, 0.01]])
-    out = study.steps_to(steps, loss, 0.25)
-    assert out[0] == pytest.approx(20.0) and np.isnan(out[1]) and out[2] == 0.0
-    assert study.steps_to(steps, loss[:1], np.sqrt(0.5 * 0.25))[0] == pytest.approx(15.0)
+def test_grid_edge_means_the_grid_does_not_bracket(study):
+    from types import SimpleNamespace
+    grid = np.tile([0.1, 0.2, 0.4, 0.8], (3, 1))
+    sweep = SimpleNamespace(learning_rates=np.array([0.1, 0.4, 0.8]), rate_grid=grid)
+    assert list(study.at_grid_edge(sweep)) == [True, False, True]
+    one = SimpleNamespace(learning_rates=np.array([0.1, 0.1]), rate_grid=np.full((2, 1), 0.1))
+    assert list(study.at_grid_edge(one)) == [True, True]
+
+
+def _setting(k, extra, seeds, spurious, not_converged=0):
+    """A hand-made result of `run_relu_setting`."""
+    glob = seeds - spurious - not_converged
+    return {"k": k, "n": k + extra, "extra": extra, "seeds": seeds, "steps": 100, "lr": 0.1,
+            "counts": {"global": glob, "spurious": spurious, "not converged": not_converged,
+                       "diverged": 0},
+            "loss": np.concatenate([np.full(glob, 1e-12), np.full(spurious, 0.03),
+                                    np.full(not_converged, 1e-5)]),
+            "grad": np.zeros(seeds),
+            "cls": np.array(["global"] * glob + ["spurious"] * spurious
+                            + ["not converged"] * not_converged, dtype=object),
+            "hessian": np.array([[0.01, 1.0]]) if spurious else np.zeros((0, 2)),
+            "seconds": 1.0}
+
+
+def test_spurious_rows_notes_and_figures_from_hand_made_settings(study, tmp_path):
+    # the rows the smoke run does not reach (k < small_k, n > k) from hand-made counts
+    cfg = study.SpuriousConfig(ks=(4, 6, 8, 10), overparam_ks=(8, 10), extras=(1, 2))
+    settings = [_setting(4, 0, 1000, 0), _setting(6, 0, 1000, 3), _setting(8, 0, 1000, 120),
+                _setting(10, 0, 1000, 340)]
+    over = [_setting(8, 1, 256, 2, 1), _setting(8, 2, 256, 0), _setting(10, 1, 256, 5),
+            _setting(10, 2, 256, 0)]
+    rows = study._spurious_rows(cfg, settings, over)
+    assert [(r.claim[:2], r.verdict) for r in rows] == [
+        ("1a", "agrees"), ("1b", "agrees"), ("1c", "disagrees"), ("1d", "agrees")]
+    assert "n = k + 2: 0/512" in rows[-1].ours
+    notes = study._spurious_notes(cfg, settings, over, study._relu_frame(settings + over))
+    assert any("Hessian check" in n for n in notes)
+    figs = study._spurious_figures(cfg, settings, over, tmp_path)
+    assert all((tmp_path / f).exists() for f in figs)
+
+
+def test_noise_and_regimes_claims_run_on_their_smoke_configs(study, tmp_path):
+    # claims 2 and 3 are left out of the smoke run (five programs to compile); run them here
+    cfg = study.get_config(smoke=True)
+    assert "noise" not in cfg.claims and "regimes" not in cfg.claims
+    for key in ("noise", "regimes"):
+        result = study.run_claim(key, cfg, tmp_path)
+        assert result.rows and all(r.verdict in study.VERDICTS for r in result.rows)
+        assert all((tmp_path / f).exists() for f in result.figures + result.tables)
+        assert result.notes

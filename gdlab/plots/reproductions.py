@@ -52,7 +52,7 @@ def final_loss_split(losses: Mapping[str, np.ndarray], global_tol: float, spurio
                label=f"spurious above {spurious_loss:g}")
     ax.set(xscale="log", yscale="log", xlabel="final population loss (float64)",
            ylabel="seeds", title=title or "where the seeds end")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper center", ncol=2)
     return fig
 
 
@@ -123,7 +123,8 @@ def best_rate_vs_batch(b_K: np.ndarray, lr_K: np.ndarray, grid_lo_K: np.ndarray,
 
 
 def two_groups(values: Mapping[str, Mapping[str, np.ndarray]], title: str = ""):
-    """One panel per quantity: the seeds of each group as points, their median as a bar.
+    """One panel per quantity: the seeds of each group as points, their median as a line
+    (not a bar: a bar's height means nothing on the log axes used for wide ranges).
 
     `values` maps a quantity ("top Hessian eigenvalue", ...) to {group: (S,) values}.
     """
@@ -132,15 +133,16 @@ def two_groups(values: Mapping[str, Mapping[str, np.ndarray]], title: str = ""):
     for ax, (quantity, groups) in zip(axes, values.items(), strict=True):
         for g, v in enumerate(groups.values()):
             v = np.asarray(v, float)
-            ax.bar(g, np.median(v), color=f"C{g}", alpha=0.35, width=0.6)
+            ax.hlines(np.median(v), g - 0.3, g + 0.3, color=f"C{g}", lw=2,
+                      label="median" if g == 0 else None)
             jitter = np.linspace(-0.15, 0.15, len(v)) if len(v) > 1 else np.zeros(1)
             ax.plot(g + jitter, v, "o", color=f"C{g}", ms=4)
         ax.set_xticks(range(len(groups)), list(groups))
-        ax.set(title=quantity)
+        ax.set(title=quantity, xlim=(-0.6, len(groups) - 0.4))
         every = np.concatenate([np.asarray(v, float) for v in groups.values()])
         if np.all(every > 0) and every.max() > 3 * every.min():
             ax.set_yscale("log")
-        else:  # zoom on the seeds (the bars start at 0, off the view)
+        else:  # zoom on the seeds
             pad = 0.15 * max(np.ptp(every), 1e-3 * abs(every.max()), 1e-12)
             ax.set_ylim(every.min() - pad, every.max() + pad)
     fig.suptitle(title)
