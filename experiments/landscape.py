@@ -205,10 +205,9 @@ def _curves(problem, runs, config: Config, timings) -> dict:
     pick = lambda i: jax.tree.map(lambda x: np.asarray(x)[i], runs.params)
     fit = dict(steps=config.curve_steps, learning_rate=config.curve_learning_rate,
                batch_size=config.curve_batch_size, num=config.curve_points)
-    out = {"naive": curves.compare_curve(problem, pick(0), pick(1), key=4, **fit)}
-    aligned = curves.compare_curve(problem, pick(0), pick(1), key=4, align=True, **fit)
-    if aligned.aligned:
-        out["aligned"] = aligned
+    out = {"naive": curves.compare_curve(problem, pick(0), pick(1), key=4, **fit),
+           "aligned": curves.compare_curve(problem, pick(0), pick(1), key=4, align=True,
+                                           **fit)}
     timings["curves"] = time.perf_counter() - clock
     return out
 

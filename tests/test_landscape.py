@@ -276,12 +276,8 @@ def test_curves_for_many_pairs_at_once_and_on_mini_batches(mlp):
         curves.fit_curve(mlp, a_S, b_S, key=1, batch_size=10**6)
 
 
-def test_alignment_is_used_when_available_and_said_when_not(mlp):
+def test_curve_after_alignment_uses_weight_matching(mlp):
     a, b = np_params(mlp, key=0), np_params(mlp, key=1)
-    if not hasattr(gdlab.symmetry, "align"):
-        cmp = curves.compare_curve(mlp, a, b, key=0, align=True, steps=5, num=5)
-        assert not cmp.aligned and "not available" in cmp.note
-        return
     p = dataclasses.replace(mlp, symmetry=gdlab.symmetry.for_model(mlp.params_shape(), "tanh"))
     cmp = curves.compare_curve(p, a, b, key=0, align=True, steps=5, num=5)
     assert cmp.aligned and "gdlab.symmetry.align" in cmp.note

@@ -217,14 +217,11 @@ def curve_losses(problem: Problem, curve: Curve, num: int = 25, data: Any = None
     return ts, drop_seed_axis(np.asarray(losses), had)
 
 
-def align_pair(problem: Problem, params_a: PyTree, params_b: PyTree) -> tuple[PyTree, str | None]:
+def align_pair(problem: Problem, params_a: PyTree, params_b: PyTree) -> PyTree:
     """`params_b` moved onto `params_a`'s labelling by `gdlab.symmetry.align` (weight
-    matching; seed axes pair up), when this gdlab has it; else `params_b` and None."""
-    align = getattr(symmetry, "align", None)
-    if align is None:
-        return params_b, None
+    matching; seed axes pair up)."""
     _pair(problem, params_a, params_b)
-    return align(problem, params_a, params_b), "gdlab.symmetry.align (weight matching)"
+    return symmetry.align(problem, params_a, params_b)
 
 
 def compare_curve(problem: Problem, params_a: PyTree, params_b: PyTree,
@@ -237,8 +234,7 @@ def compare_curve(problem: Problem, params_a: PyTree, params_b: PyTree,
       params_a, params_b: the two minima (a leading seed axis S on both: S pairs).
       key: int or JAX key of the fit.
       align: first move `params_b` onto `params_a`'s labelling with
-        `gdlab.symmetry.align` (when this gdlab has it; otherwise the comparison is the
-        naive one and `note` says so).
+        `gdlab.symmetry.align` (weight matching).
       num: points along each path.
       data: the data the losses are evaluated on (default: the problem's).
       **fit_kwargs: `fit_curve` options (kind, steps, learning_rate, batch_size).
@@ -250,12 +246,10 @@ def compare_curve(problem: Problem, params_a: PyTree, params_b: PyTree,
       >>> c = compare_curve(p, a, b, key=0, steps=500); c.line_barrier, c.curve_barrier
     """
     note = "naive (no alignment asked)"
-    aligned = False
-    if align:
-        params_b, how = align_pair(problem, params_a, params_b)
-        aligned = how is not None
-        note = (f"params_b aligned onto params_a by {how}" if aligned else
-                "naive: gdlab.symmetry.align is not available in this gdlab")
+    aligned = bool(align)
+    if aligned:
+        params_b = align_pair(problem, params_a, params_b)
+        note = "params_b aligned onto params_a by gdlab.symmetry.align (weight matching)"
     curve = fit_curve(problem, params_a, params_b, key, data=data, **fit_kwargs)
     ts, curve_loss = curve_losses(problem, curve, num, data)
     _, line_loss = interpolate(problem, params_a, params_b, num=num, data=data)
