@@ -46,6 +46,10 @@ SIDES = {"gdlab": "gdlab", "flax_loop": "(a) per-seed jitted loop (flax+optax)",
          "gdlab_call": "gdlab.train, whole second call",
          "sweep": "gdlab.sweep, whole warm call", "train_each": "gdlab.train per rate, whole calls",
          "bare_rates": "(b) a warm bare jit(vmap(scan)) per rate"}
+# W5 (the CNN) also trains with fixed seed blocks (seeds vmapped together per device), to
+# check gdlab's automatic choice against lax.map over single seeds and wider vmaps.
+W5_BLOCKS = (1, 8, 32)
+SIDES.update({f"gdlab_block{b}": f"gdlab, seed block {b} (fixed)" for b in W5_BLOCKS})
 W4 = {"every10": "W4-every10", "every100": "W4-every100", "every1000": "W4-every1000",
       "never": "W4-never"}
 SCALE = {"cpu": {"W1": 65_536, "W3": 4_096},
@@ -220,10 +224,12 @@ def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> di
 
 
 def measure_peak(s: Settings) -> dict:
-    """Best float32 matmul FLOP/s with gdlab's device setup and with JAX's default."""
+    """Best float32 matmul FLOP/s with gdlab's device setup and with JAX's default (tiny
+    runs, smoke tests, measure gdlab's setup only)."""
     s.log("peak matmul FLOP/s")
     spec = s.spec("peak")
-    sides = s.sides({"gdlab_devices": (spec, True), "jax_default": (spec, False)})
+    setups = {"gdlab_devices": (spec, True), "jax_default": (spec, False)}
+    sides = s.sides(dict(list(setups.items())[:1]) if s.concurrent else setups)
     per = {k: summary([r["flops_per_second"] for r in v["runs"]]) for k, v in sides.items()
            if "runs" in v}
     if not per:
@@ -263,15 +269,16 @@ def compare(sides: dict[str, dict], reference: str) -> None:
             side["gdlab_ratio"] = paired_ratio(ref, side["_raw"])
 
 
-def measure_sides(name: str, runners: dict[str, tuple[str, bool]], reference: str,
+def measure_sides(name: str, runners: dict[str, tuple], reference: str,
                   s: Settings, repeats: int | None = None) -> dict:
-    """One workload: each side {label: (runner, gdlab defaults)} interleaved, compared
-    with `reference`; W2, W3 and W5 also profile their step in the gdlab worker."""
+    """One workload: each side {label: (runner, gdlab defaults[, extra spec fields])}
+    interleaved, compared with `reference`; W2, W3 and W5 also profile their step in the
+    gdlab worker."""
     w = workloads.workload(name, s.size)
     s.log(f"{name}: {w.seeds} seeds x {w.steps} steps")
     limits = {reference: "limits"} if name in LIMITS else None
-    raw = s.sides({side: (s.spec(runner, name), own) for side, (runner, own)
-                   in runners.items()}, repeats, limits)
+    raw = s.sides({side: (s.spec(r[0], name, **(r[2] if len(r) > 2 else {})), r[1])
+                   for side, r in runners.items()}, repeats, limits)
     sides = {k: describe_side(w, v, s.peak) for k, v in raw.items()}
     compare(sides, reference)
     return _with_limits({"workload": vars(w), "sides": sides}, raw.get(reference, {}))
@@ -285,10 +292,15 @@ def _with_limits(result: dict, side: dict) -> dict:
 
 
 def measure_workload(name: str, s: Settings) -> dict:
-    """W1, W2, W3 (gdlab, bare, per-seed loop, torch) or W5 (gdlab, per-seed loop, torch)."""
-    sides = {"gdlab": ("gdlab", True), "flax_loop": ("flax_loop", False)}
+    """W1, W2, W3 (gdlab, bare, per-seed loop, torch) or W5 (gdlab, per-seed loop, torch,
+    gdlab with fixed seed blocks)."""
+    sides: dict[str, tuple] = {"gdlab": ("gdlab", True), "flax_loop": ("flax_loop", False)}
     if name != "W5":
         sides["bare"] = ("bare", False)
+    else:
+        w = workloads.workload(name, s.size)
+        sides.update({f"gdlab_block{b}": ("gdlab", True, {"seed_block": b})
+                      for b in W5_BLOCKS if b < w.seeds})
     if s.with_torch:
         sides["torch"] = ("torch", False)
     return {name: measure_sides(name, sides, "gdlab", s)}
@@ -413,10 +425,12 @@ def measure_cli(s: Settings) -> dict:
 
 def run_bench(repeats: int = 5, size: str = "cpu", only: Sequence[str] | None = None,
               scale: bool = True, log: Callable[[str], None] | None = None,
-              torch: bool = True, budget: float | None = None) -> dict:
+              torch: bool = True, budget: float | None = None,
+              save: Callable[[dict], None] | None = None) -> dict:
     """Run the suite; returns every measurement (see `format_report`). `torch=False`
     leaves baseline (c) out; past `budget` seconds the benchmarks not yet started are
-    skipped (their targets: not measured)."""
+    skipped (their targets: not measured). `save(results so far)` is called after each
+    benchmark, so a run stopped part way keeps what it measured."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     chosen = list(only or BENCHMARKS)
     with_torch = torch and baselines.torch_available()
@@ -440,6 +454,9 @@ def run_bench(repeats: int = 5, size: str = "cpu", only: Sequence[str] | None = 
             res["workloads"].update(measure_scale(s, res["peak"]["platform"]))
         else:
             res["workloads"].update(MEASURES[name](s))
+        if save is not None:
+            save(_strip_raw({**res, "targets": targets.evaluate(targets.load(),
+                                                                res["workloads"])}))
     res["targets"] = targets.evaluate(targets.load(), res["workloads"])
     return _strip_raw(res)
 
@@ -681,6 +698,8 @@ def format_report(res: dict) -> str:
              f"Measured float32 matmul peak: {peak['flops_per_second'] / 1e9:.1f} GFLOP/s "
              f"(best of one device and all devices at once). FLOP/s count 6 x batch x "
              f"multiply-adds per example per seed-step.\n"]
+    if res.get("seconds"):
+        lines.append(f"The suite ran for {res['seconds'] / 60:.1f} minutes.\n")
     if res.get("skipped"):
         lines.append(f"Skipped (past the time budget): {', '.join(res['skipped'])}.\n")
     for part in (_main_table, _w4_table, _cli_table, _scale_table, _limits_table,
@@ -750,11 +769,18 @@ def check_args(args) -> tuple[list[str] | None, str]:
 def run_from_args(args) -> Path:
     only, size = check_args(args)
     out = report.study_dir("bench", args.out)
+
+    def save(res: dict) -> str:
+        text = format_report(res)
+        report.write_text(out / "bench.json", json.dumps(res, indent=2))
+        report.write_text(out / "report.md", text)
+        return text
+
+    start = time.perf_counter()
     res = run_bench(args.repeats, size, only, scale=not args.skip_scale,
-                    torch=not args.no_torch, budget=args.budget)
-    text = format_report(res)
-    report.write_text(out / "bench.json", json.dumps(res, indent=2))
-    report.write_text(out / "report.md", text)
+                    torch=not args.no_torch, budget=args.budget, save=save)
+    res["seconds"] = time.perf_counter() - start
+    text = save(res)
     print(text)
     print(f"written: {out / 'report.md'} and {out / 'bench.json'}")
     return out

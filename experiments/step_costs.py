@@ -21,6 +21,7 @@ are noisy: read the spreads next to the medians.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from pathlib import Path
@@ -99,19 +100,29 @@ def get_config(smoke: bool = False) -> Config:
     """The study's settings; `smoke=True` shrinks every sweep to run in seconds."""
     if not smoke:
         return Config()
-    return Config(widths=(8, 32), points=(32, 128), grid_parts=("derivative", "loss"),
-                  fit_points=(32, 128), fit_widths=(8, 32),
-                  update_widths=(64,), update_points=(32,), repeats=3, min_seconds=5e-4,
-                  seed_counts=(1, 8), seeds_batch=16, seeds_width=8, seeds_eval_points=64,
-                  seeds_parts=("derivative",), model_seeds=2, model_width=8, model_data=256,
-                  model_runs=((16, 4, 40),), model_repeats=1, model_profile_repeats=3,
+    # One problem (h = 8, N = 64) serves every section and the time model's run repeats
+    # the calibration's busy run (one compile less): the smoke run checks that every
+    # section runs and reports, not the fits (too few points for them).
+    return Config(widths=(8,), points=(32, 64), grid_parts=("derivative", "loss"),
+                  fit_points=(32, 64), fit_widths=(8, 8),
+                  update_widths=(8,), update_points=(64,), repeats=3, min_seconds=5e-4,
+                  seed_counts=(1, 4), seeds_batch=16, seeds_width=8, seeds_eval_points=64,
+                  seeds_parts=("derivative",), model_seeds=2, model_width=8, model_data=64,
+                  model_runs=((16, 1, 10),), model_repeats=1, model_profile_repeats=3,
                   model_min_seconds=5e-4, calibration_steps=10, calibration_repeats=1,
                   device_runs=((8, 16, 10, 40),), smoke=True)
 
 
 def _problem(config: Config, width: int, n: int):
-    return problems.teacher_student(d_in=config.d_in, hidden=width, n=n,
-                                    teacher_hidden=config.teacher_width, key=0)
+    return _teacher_student(config.d_in, width, n, config.teacher_width)
+
+
+@functools.lru_cache(maxsize=16)
+def _teacher_student(d_in: int, width: int, n: int, teacher_width: int):
+    """Built once per size (the sections share problems; building one compiles its
+    teacher and data)."""
+    return problems.teacher_student(d_in=d_in, hidden=width, n=n,
+                                    teacher_hidden=teacher_width, key=0)
 
 
 def _train_config(config: Config, batch_size: int, steps: int = 1, **schedule):
@@ -371,6 +382,7 @@ def run(config: Config, out=None) -> Path:
     write_text(out / "report.md", _report(config, grids, fits, seeds, model, host, profiles,
                                             seconds) + _devices_report(devices))
     print(f"step_costs study written to {out} ({seconds:.0f} s)")
+    _teacher_student.cache_clear()
     return out
 
 

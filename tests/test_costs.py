@@ -306,6 +306,11 @@ def test_profile_memory_is_positive_and_grows_with_batch_size():
         assert m.argument_bytes > 0 and m.output_bytes > 0 and m.temp_bytes > 0
         assert m.code_bytes >= 0 and m.total_bytes > m.temp_bytes
     assert mem[256].temp_bytes > mem[16].temp_bytes  # the batch's activations and gathers
+    # and with the seeds vmapped together (a chunk's seed block): 8 seeds hold more than 2
+    eight = gdlab.profile_step(problem, cfg(batch_size=16, optimizer="sgd"), seeds=8,
+                               parts=["step"], **FAST).memory()
+    assert eight.argument_bytes > mem[16].argument_bytes
+    assert eight.temp_bytes > mem[16].temp_bytes
     assert costs.xla_memory(object()) is None  # no memory analysis: None, not an error
 
 

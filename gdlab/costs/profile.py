@@ -473,10 +473,11 @@ def _inputs(problem: Problem, config: TrainConfig, seeds: int, key: int,
     batch = problem.data
     if sampler is not None:  # each seed its own batch, as in training; else shared
         idx_SB = rng.integers(0, problem.num_data, (seeds, config.batch_size), np.int32)
-        batch = jax.tree.map(lambda a: jnp.asarray(np.asarray(a)[idx_SB]), problem.data)
+        batch = jax.tree.map(lambda a: jax.device_put(np.asarray(a)[idx_SB]), problem.data)
     # The update's cost does not depend on the gradient's values: small random ones do.
-    grads_S = jax.tree.map(lambda x: jnp.asarray(1e-3 * rng.standard_normal(x.shape),
-                                                 x.dtype), state_S.params)
+    # (made on the host: jnp.asarray or a cast would compile a program per leaf)
+    grads_S = jax.tree.map(lambda x: jax.device_put(
+        (1e-3 * rng.standard_normal(x.shape)).astype(x.dtype)), state_S.params)
     return {"state": state_S, "params": state_S.params, "batch": batch, "grads": grads_S,
             "update_state": (state_S.params, state_S.opt_state),
             "eval_data": eval_data, "data": problem.data}
@@ -534,8 +535,9 @@ def compile_concurrent(part: Part, inputs: dict[str, Any],
 
     n = len(devices)
     stack = lambda a: jnp.broadcast_to(a[None], (n, *a.shape))
-    carry = jax.device_put(jax.tree.map(stack, inputs[part.carry]),
-                           NamedSharding(mesh, P("d")))
+    # One program stacks every leaf (op by op, each leaf would compile two of its own).
+    carry = jax.jit(lambda tree: jax.tree.map(stack, tree),
+                    out_shardings=NamedSharding(mesh, P("d")))(inputs[part.carry])
     x = jax.device_put(inputs[part.needs], NamedSharding(mesh, P()))
     start = time.perf_counter()
     fn = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P("d"), P(), P(), P()),
