@@ -17,9 +17,9 @@ claim whose gdlab API is missing is reported "not run".
 
 Run:
   python experiments/reproductions.py [--smoke] [--out DIR]   (or: gdlab run reproductions)
-The full run took 22 minutes on the shared 2-core CPU at a load average of about 10
-(7.2 CPU-minutes; about 11 minutes at load 5, less when JAX's persistent cache holds its
-programs). Smoke (claims 1, 4, 5 and 6 on tiny settings; 2 and 3 run in
+The full run took 11.4 minutes on the shared 2-core CPU at a load average of about 7
+(7 CPU-minutes, JAX's persistent cache warm from an earlier run; 22.5 minutes at load 10
+with a colder cache). Smoke (claims 1, 4, 5 and 6 on tiny settings; 2 and 3 run in
 tests/test_reproductions.py): about 25 CPU-seconds with nothing cached, mostly compiling.
 Writes DIR/report.md, figures (DIR/*.png) and tidy tables (DIR/*.csv), and prints DIR.
 """
