@@ -46,7 +46,7 @@ from gdlab.core.engine import seed_keys
 from gdlab.core.seeds import as_key
 from gdlab.landscape import barriers
 from gdlab.plots import minima as minima_plots
-from gdlab.plots._base import subplots
+from gdlab.plots import subplots
 from gdlab.studies import markdown_table, study_dir, study_main, write_text
 
 
