@@ -750,9 +750,6 @@ KNOWN_BUGS = {
         lambda p, runs: gdlab.profile_step(p, CFG, min_seconds=True),
     "profile_step key='x' (reaches compiling)":
         lambda p, runs: gdlab.profile_step(p, CFG, key="x"),
-    # gdlab/atlas/minima.py: connect is read as a truth value.
-    "find_minima connect='no' (reaches compiling)":
-        lambda p, runs: gdlab.find_minima(problems.himmelblau(), runs, connect="no"),
 }
 
 
@@ -819,6 +816,10 @@ FIXED_HERE = {
     "noise_scale hessian=array": (
         lambda p, runs: gdlab.noise_scale(p, p.init(jax.random.key(1)),
                                           hessian=np.array([1, 2])), "hessian must be True"),
+    # atlas: connect was read as a truth value.
+    "find_minima connect='no'": (
+        lambda p, runs: gdlab.find_minima(problems.himmelblau(), runs, connect="no"),
+        "connect must be True or False"),
     "noise_scale key=key array": (
         lambda p, runs: gdlab.noise_scale(p, p.init(jax.random.key(1)), method="two_batch",
                                           key=KEYS_2), r"one key.*\(2,\)"),

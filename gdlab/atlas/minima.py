@@ -34,7 +34,7 @@ from scipy import stats as scipy_stats
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from gdlab._checks import InputError, check_choice, check_int, check_positive
+from gdlab._checks import InputError, check_choice, check_flag, check_int, check_positive
 from gdlab._tree import flatten_one, flatten_seeds
 from gdlab.atlas.cluster import cluster_points, first_seen, join_partitions
 from gdlab.core.runs import Runs
@@ -318,6 +318,7 @@ def map_minima(problem: Problem, runs: Runs, endpoints: Endpoints, *,
     """
     _check_runs(problem, runs)
     _check_endpoints(endpoints, runs)
+    connect = check_flag("connect", connect)
     dist_tol, func_tol, barrier_tol = _map_tols(dist_tol, func_tol, barrier_tol)
     flat_SP = flatten_seeds(runs.params).astype(np.float64)
     dist_tol, barrier_tol = _default_tols(runs, flat_SP, dist_tol, barrier_tol)
@@ -369,6 +370,7 @@ def find_minima(problem: Problem, runs: Runs, *, grad_tol: float | None = None,
       4
     """
     _map_tols(dist_tol, func_tol, barrier_tol)  # bad input raises before any compile
+    check_flag("connect", connect)
     if endpoints is None:
         endpoints = classify_endpoints(
             problem, runs, grad_tol=grad_tol,

@@ -7,7 +7,7 @@ and loss-evaluation schedules.
 """
 
 from gdlab.plots import batch, costs, figures
-from gdlab.plots._base import panel, save, subplots
+from gdlab.plots._base import panel, subplots
 from gdlab.plots.figures import *  # noqa: F403  (the common figures, as gdlab.plots.NAME)
 from gdlab.plots.figures import __all__ as _figures
 
