@@ -100,14 +100,15 @@ def get_config(smoke: bool = False) -> Config:
     """The study's settings; `smoke=True` shrinks every sweep to run in seconds."""
     if not smoke:
         return Config()
-    # One problem (h = 8, N = 64) serves every section and the time model's run repeats
-    # the calibration's busy run (one compile less): the smoke run checks that every
-    # section runs and reports, not the fits (too few points for them).
-    return Config(widths=(8,), points=(32, 64), grid_parts=("derivative", "loss"),
-                  fit_points=(32, 64), fit_widths=(8, 8),
+    # One problem (h = 8, N = 64) serves every section, the time model's run repeats the
+    # calibration's busy run and its profile (8 seeds, B = 16) is the device check's
+    # one-device profile (fewer compiles): the smoke run checks that every section runs
+    # and reports, not the fits (too few points for them).
+    return Config(widths=(8,), points=(64,), grid_parts=("derivative", "loss"),
+                  fit_points=(64, 64), fit_widths=(8, 8),
                   update_widths=(8,), update_points=(64,), repeats=3, min_seconds=5e-4,
                   seed_counts=(1, 4), seeds_batch=16, seeds_width=8, seeds_eval_points=64,
-                  seeds_parts=("derivative",), model_seeds=2, model_width=8, model_data=64,
+                  seeds_parts=("derivative",), model_seeds=8, model_width=8, model_data=64,
                   model_runs=((16, 1, 10),), model_repeats=1, model_profile_repeats=3,
                   model_min_seconds=5e-4, calibration_steps=10, calibration_repeats=1,
                   device_runs=((8, 16, 10, 40),), smoke=True)
@@ -246,7 +247,8 @@ def calibrate_host(config: Config, train, profile) -> dict[str, dict[str, float]
     return {kind: {k: float(np.median(v)) for k, v in d.items()} for kind, d in out.items()}
 
 
-def time_model_check(config: Config) -> tuple[list[dict], dict, dict[int, StepProfile]]:
+def time_model_check(config: Config, profilers: dict | None = None
+                     ) -> tuple[list[dict], dict, dict[int, StepProfile]]:
     """Predicted against measured wall time of real `gdlab.train` runs.
 
     The host's fixed costs are calibrated once (`calibrate_host`). Each (B, K, steps) row
@@ -258,13 +260,16 @@ def time_model_check(config: Config) -> tuple[list[dict], dict, dict[int, StepPr
     train = lambda cfg: gdlab.train(problem, cfg, seeds=config.model_seeds,
                                     seed_block=config.model_seeds,
                                     devices=jax.devices()[:1], progress=False)
-    profilers = {}  # one compile per batch size, measured many times
+    # one compile per batch size, measured many times (kept in `profilers`, keyed by
+    # (B, seeds), for `devices_check` to reuse)
+    profilers = {} if profilers is None else profilers
 
     def profile(b: int) -> StepProfile:
-        if b not in profilers:
-            profilers[b] = gdlab.StepProfiler(problem, _train_config(config, b),
-                                              seeds=config.model_seeds)
-        return profilers[b].measure(repeats=config.model_profile_repeats,
+        key = (b, config.model_seeds)
+        if key not in profilers:
+            profilers[key] = gdlab.StepProfiler(problem, _train_config(config, b),
+                                                seeds=config.model_seeds)
+        return profilers[key].measure(repeats=config.model_profile_repeats,
                                     min_seconds=config.model_min_seconds)
     host = calibrate_host(config, train, profile)
     print("  host costs: " + ", ".join(
@@ -308,7 +313,7 @@ def time_model_check(config: Config) -> tuple[list[dict], dict, dict[int, StepPr
     return out, host, profiles
 
 
-def devices_check(config: Config, host: dict) -> list[dict]:
+def devices_check(config: Config, host: dict, profilers: dict | None = None) -> list[dict]:
     """Predicted against measured wall time of runs on every device (gdlab's default).
 
     The device-aware model profiles one seed block (`run_layout(...).seed_block`, what a
@@ -323,7 +328,8 @@ def devices_check(config: Config, host: dict) -> list[dict]:
         layout = run_layout(problem, train_config, seeds)
         block = gdlab.StepProfiler(problem, train_config, seeds=layout.seed_block,
                                    devices=layout.devices)
-        whole = gdlab.StepProfiler(problem, train_config, seeds=seeds)
+        whole = (profilers or {}).get((b, seeds)) or gdlab.StepProfiler(
+            problem, train_config, seeds=seeds)  # the time model's, when it profiled it
         train = lambda c=train_config, n=seeds: gdlab.train(problem, c, seeds=n, progress=False)
         train()  # compile
         kw = dict(step="fused", call_seconds=host["fused"]["call"],
@@ -365,9 +371,10 @@ def run(config: Config, out=None) -> Path:
     print("seeds sweep ...")
     seeds = seeds_sweep(config)
     print("time model ...")
-    model, host, profiles = time_model_check(config)
+    profilers: dict = {}
+    model, host, profiles = time_model_check(config, profilers)
     print("time model on every device ...")
-    devices = devices_check(config, host)
+    devices = devices_check(config, host, profilers)
     _figures(config, grids, fits, seeds, model, out)
     seconds = time.perf_counter() - start
     listed = lambda d: {k: np.asarray(v).tolist() for k, v in d.items()}
