@@ -12,7 +12,9 @@ epoch shuffling are run side by side.
 Run:
   python experiments/batch_size.py [--smoke] [--out DIR]     (or: gdlab run batch_size)
 Takes 3-4 minutes on a 2-core CPU (smoke: about 10 seconds). Writes DIR/report.md,
-figures (DIR/*.png) and the sweeps' arrays (DIR/*.npz), and prints DIR.
+figures (DIR/*.png), the sweeps as tidy CSV (DIR/<case>_seeds.csv: one row per batch
+size, sampling and seed; DIR/<case>_summary.csv: one row per batch size and sampling)
+and their arrays (DIR/*.npz), and prints DIR.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 import gdlab
 from gdlab import plots, problems
@@ -29,7 +32,7 @@ from gdlab.batch.noise import NoiseTrace, track_noise_scale
 from gdlab.batch.scaling import ScalingFit
 from gdlab.batch.sizes import BatchSweep, sweep_batch_size
 from gdlab.plots import batch as plots_batch
-from gdlab.studies import markdown_table, study_dir, study_main, write_text
+from gdlab.studies import markdown_table, study_dir, study_main, write_csv, write_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +165,11 @@ def _save_arrays(result: CaseResult, out: Path) -> None:
     arrays.update(trace_steps=result.trace.steps, trace_loss=result.trace.loss,
                   trace_b_simple=result.trace.b_simple)
     np.savez(out / f"{result.case.name}_batch_size.npz", **arrays)
+    frames = lambda method: pd.concat([getattr(sweep, method)().assign(sampling=label)
+                                       for label, sweep in result.sweeps.items()],
+                                      ignore_index=True)
+    write_csv(out / f"{result.case.name}_seeds.csv", frames("to_dataframe"))
+    write_csv(out / f"{result.case.name}_summary.csv", frames("summary_frame"))
 
 
 def run(config: Config, out=None) -> Path:
@@ -382,7 +390,8 @@ def _report(config: Config, results: list[CaseResult], seconds: float) -> str:
                  f"{' --smoke' if config.smoke else ''}`. Figures: `*_steps.png` (steps to "
                  "target, fit, regimes), `*_examples.png`, `*_wall_time.png`, "
                  "`*_noise_scale.png` (B_simple along training), `*_learning_rates.png` "
-                 "(steps per rate of the grid). Arrays: `*_batch_size.npz`."]
+                 "(steps per rate of the grid). Data: `*_summary.csv` (per batch size), "
+                 "`*_seeds.csv` (per batch size and seed), arrays `*_batch_size.npz`."]
     return "\n\n".join(sections) + "\n"
 
 

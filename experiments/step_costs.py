@@ -13,9 +13,9 @@ device and on every device (the model counting devices and seeds per device).
 
 Run:
   python experiments/step_costs.py [--smoke] [--out DIR]     (or: gdlab run step_costs)
-Takes about 8 minutes on a 2-core CPU (smoke: about 45 s). Writes DIR/report.md,
-DIR/results.json and figures (DIR/*.png), and prints DIR. Timings on a shared machine
-are noisy: read the spreads next to the medians.
+Takes about 8 minutes on a 2-core CPU (smoke: about 45 s). Writes DIR/report.md, its
+tables as CSV (DIR/*.csv), DIR/results.json and figures (DIR/*.png), and prints DIR.
+Timings on a shared machine are noisy: read the spreads next to the medians.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pandas as pd
 
 import gdlab
 from gdlab import problems
@@ -44,7 +45,7 @@ from gdlab.costs.model import (
 from gdlab.costs.profile import StepProfile
 from gdlab.plots import costs as plots_costs
 from gdlab.plots.figures import save
-from gdlab.studies import markdown_table, study_dir, study_main, write_text
+from gdlab.studies import markdown_table, study_dir, study_main, write_csv, write_text
 
 PARTS = ("derivative", "update", "sample", "loss")
 ALL_PARTS = (*PARTS, "step")
@@ -386,6 +387,12 @@ def run(config: Config, out=None) -> Path:
                "model_profiles": {b: p.describe() for b, p in profiles.items()},
                "config": dataclasses.asdict(config), "seconds": seconds}
     write_text(out / "results.json", json.dumps(results, indent=1, default=str))
+    for name, grid in grids.items():  # tidy tables: one row per measured point / part
+        write_csv(out / f"grid_{name}.csv", pd.DataFrame(listed(grid)))
+    write_csv(out / "seeds.csv", pd.DataFrame(listed(seeds)))
+    write_csv(out / "model_profiles.csv", pd.concat(
+        [p.to_dataframe().assign(batch_size=b) for b, p in profiles.items()],
+        ignore_index=True))
     write_text(out / "report.md", _report(config, grids, fits, seeds, model, host, profiles,
                                             seconds) + _devices_report(devices))
     print(f"step_costs study written to {out} ({seconds:.0f} s)")
@@ -583,7 +590,9 @@ def _report(config, grids, fits, seeds, model, host, profiles, seconds) -> str:
         f"### Profile at B={b0} ({config.model_seeds} seeds)",
         markdown_table(["part", "median", "spread", "share", "R", "XLA flops", "FLOP/s",
                         "memory (temp / total)", "single call"], prof_rows),
-        f"Total time: {seconds:.0f} s. All numbers: `results.json`.",
+        f"Total time: {seconds:.0f} s. All numbers: `results.json`; tables as CSV: "
+        "`grid_*.csv` (one row per measured N, P), `seeds.csv`, `model_profiles.csv` (one "
+        "row per part and batch size).",
     ]) + "\n"
 
 

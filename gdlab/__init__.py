@@ -30,6 +30,7 @@ from gdlab.atlas.minima import (
     find_minima,
     map_minima,
 )
+from gdlab.atlas.saved import load_atlas
 from gdlab.batch.noise import NoiseScale, NoiseTrace, noise_scale, track_noise_scale
 from gdlab.batch.scaling import ScalingFit, fit_scaling
 from gdlab.batch.sizes import BatchSweep, sweep_batch_size
@@ -80,6 +81,7 @@ __all__ = [
     "fit_scaling",
     "initialize_distributed",
     "landscape",
+    "load_atlas",
     "load_runs",
     "map_minima",
     "noise_scale",

@@ -50,6 +50,19 @@ def test_sweep_shapes_and_derived_quantities(sweep):
         assert sweep.loss_history[k_].shape == (s, len(e)) and e[-1] == sweep.stopped_at[k_]
 
 
+def test_sweep_frames_hold_the_arrays(sweep):
+    frame = sweep.to_dataframe()
+    assert len(frame) == sweep.steps.size
+    one = frame[(frame.batch_size == 8) & (frame.seed_id == sweep.seed_ids[3])].iloc[0]
+    assert one.steps == sweep.steps[1, 3] and one.examples == sweep.examples[1, 3]
+    assert one.learning_rate == sweep.learning_rates[1]
+    summary = sweep.summary_frame()
+    assert summary.batch_size.tolist() == [1, 8, 128]
+    np.testing.assert_allclose(summary[["steps_median", "steps_lo", "steps_hi"]].to_numpy(),
+                               sweep.median("steps"))
+    assert all(np.issubdtype(t, np.number) for t in summary.dtypes)
+
+
 def test_sweep_reports_memory_that_grows_with_batch_size(sweep):
     assert np.all(sweep.memory_bytes > 0) and np.all(sweep.temp_bytes > 0)
     assert np.all(sweep.memory_bytes > sweep.temp_bytes)

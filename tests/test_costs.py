@@ -33,6 +33,17 @@ def profile():
     return gdlab.profile_step(tiny_problem(), cfg(), seeds=3, eval_points=32, **FAST)
 
 
+def test_profile_as_a_frame_and_a_short_repr(profile):
+    frame = profile.to_dataframe()
+    assert frame.part.tolist() == list(costs.PARTS)
+    step = frame.set_index("part").loc["derivative"]
+    assert step.seconds == profile.seconds("derivative")
+    np.testing.assert_allclose(frame.share.dropna().sum(), 1.0)
+    text = repr(profile)
+    assert text.count("\n") == len(profile.parts) + 1  # header, one line per part, floor
+    assert "derivative" in text and str(profile.parts["step"].timing.samples[0]) not in text
+
+
 def test_profile_returns_every_part_positive(profile):
     assert list(profile.parts) == list(costs.PARTS)
     assert (profile.seeds, profile.batch_size, profile.eval_points) == (3, 8, 32)

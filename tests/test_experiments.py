@@ -27,6 +27,7 @@ def test_smoke_mode_writes_report(name, smoke_runs):
     report = (out / "report.md").read_text()
     assert report.startswith("# ") and "(smoke)" in report
     assert list(out.glob("*.png"))
+    assert list(out.glob("**/*.csv")), "every study writes its tables as CSV"
 
 
 def test_convexity_smoke_convex_controls_reach_their_minimum(smoke_runs):

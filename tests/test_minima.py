@@ -320,3 +320,34 @@ def test_label_colours_are_distinct_per_minimum_and_grey_for_none():
     assert tuple(colours[0]) == matplotlib.colors.to_rgba("lightgrey")
     assert len({tuple(c) for c in colours}) == 19
     assert all(np.ptp(c) > 0.05 for c in colours[1:, :3])  # no minimum is drawn grey
+
+
+def test_atlas_saves_and_loads_equal_with_its_endpoints(tmp_path):
+    import dataclasses
+
+    from gdlab.atlas.minima import Minimum
+    from gdlab.atlas.saved import _SCALARS
+    assert {f.name for f in dataclasses.fields(Minimum)} == {"params", "ci", *_SCALARS}
+    p = problems.himmelblau()
+    runs = gdlab.train(p, gdlab.TrainConfig(learning_rate=0.01, steps=300, eval_every=100),
+                       seeds=64, progress=False)
+    atlas = gdlab.find_minima(p, runs)
+    atlas.save(tmp_path / "atlas")
+    back = gdlab.load_atlas(tmp_path / "atlas", problem=p)
+    np.testing.assert_array_equal(back.labels, atlas.labels)
+    np.testing.assert_array_equal(back.status, atlas.status)
+    np.testing.assert_array_equal(back.hessian_extremes, atlas.hessian_extremes)
+    assert back.summary() == atlas.summary() and back.tolerances == atlas.tolerances
+    assert back.to_dataframe().equals(atlas.to_dataframe())
+    for a, b in zip(atlas.minima, back.minima, strict=True):
+        assert jax.tree.structure(a.params) == jax.tree.structure(b.params)
+        for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
+            np.testing.assert_array_equal(np.asarray(x), y)
+    # the endpoints came back too: mapping again gives the same atlas
+    again = gdlab.map_minima(p, runs, back.endpoints)
+    np.testing.assert_array_equal(again.labels, atlas.labels)
+    with pytest.raises(ValueError, match="already"):
+        atlas.save(tmp_path / "atlas")
+    runs.save(tmp_path / "run")
+    with pytest.raises(gdlab.InputError, match="not an atlas"):
+        gdlab.load_atlas(tmp_path / "run")

@@ -26,9 +26,11 @@ from gdlab.atlas.minima import (
     match_known_minima,
     refine,
 )
+from gdlab.atlas.saved import load_atlas, save_atlas
 
 __all__ = ["Atlas", "Endpoints", "KnownMatch", "Minimum", "classify_endpoints",
            "cluster_points", "find_minima", "first_seen", "join_partitions", "map_minima",
            "match_known_minima"]
 __all__ += ["Equivalence", "Level", "Refined", "disagreement", "equivalence",
             "function_classes", "functions", "predicted_labels", "refine"]
+__all__ += ["load_atlas", "save_atlas"]

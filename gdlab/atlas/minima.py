@@ -135,6 +135,11 @@ class Atlas:
                 "functions": self.num_function_classes, "chao1": self.chao1,
                 **self.status_counts()}
 
+    def save(self, directory, overwrite: bool = False):
+        """Save the atlas whole in `directory` (atomic; `gdlab.load_atlas` reads it)."""
+        from gdlab.atlas.saved import save_atlas  # saved imports this module
+        return save_atlas(self, directory, overwrite)
+
     def to_dataframe(self):
         """A pandas DataFrame with one row per minimum: loss, seeds, basin fraction with
         its 95% interval, kind, distances, Hessian extremes, symmetry and function class."""

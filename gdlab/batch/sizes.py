@@ -302,6 +302,36 @@ class BatchSweep:
         return [(int(self.batch_sizes[k]), int(self.batch_sizes[k + 1]))
                 for k in range(len(m) - 1) if m[k + 1, 1] > m[k, 2]]
 
+    def to_dataframe(self):
+        """A pandas DataFrame with one row per (batch size, seed): the chosen rate, steps,
+        examples and wall seconds to the target (NaN: never reached), reached, diverged."""
+        import pandas as pd
+        k, s = self.steps.shape
+        rep = lambda x: np.repeat(np.asarray(x), s)
+        return pd.DataFrame({
+            "batch_size": rep(self.batch_sizes), "seed_id": np.tile(self.seed_ids, k),
+            "learning_rate": rep(self.learning_rates), "steps": self.steps.ravel(),
+            "examples": self.examples.ravel(), "wall_seconds": self.wall_seconds.ravel(),
+            "reached": self.reached.ravel(), "diverged": np.asarray(self.diverged).ravel()})
+
+    def summary_frame(self, confidence: float = 0.95):
+        """A pandas DataFrame with one row per batch size, numeric columns only: rate,
+        seeds reached, median steps with its interval, median examples and wall seconds,
+        diverged, memory and temporaries per device (bytes), compile and run seconds."""
+        import pandas as pd
+        st, ex, wa = (self.median(x, confidence) for x in ("steps", "examples",
+                                                           "wall_seconds"))
+        nan = np.full(len(self.batch_sizes), np.nan)
+        return pd.DataFrame({
+            "batch_size": self.batch_sizes, "learning_rate": self.learning_rates,
+            "reached": self.reached.sum(axis=1), "seeds": self.steps.shape[1],
+            "steps_median": st[:, 0], "steps_lo": st[:, 1], "steps_hi": st[:, 2],
+            "examples_median": ex[:, 0], "wall_seconds_median": wa[:, 0],
+            "diverged": np.asarray(self.diverged).sum(axis=1),
+            "memory_bytes": nan if self.memory_bytes is None else self.memory_bytes,
+            "temp_bytes": nan if self.temp_bytes is None else self.temp_bytes,
+            "compile_seconds": self.compile_seconds, "run_seconds": self.run_seconds})
+
     def table(self) -> tuple[list[str], list[list[Any]]]:
         """Header and rows: per batch size, rate, reached, median steps/examples/seconds."""
         header = ["B", "lr", "reached", "steps (median [95% CI])", "examples (median)",

@@ -202,6 +202,35 @@ class StepProfile:
                         for n, p in self.parts.items()}
         return out
 
+    def to_dataframe(self):
+        """A pandas DataFrame with one row per part, numeric columns: median seconds, the
+        25%-75% quantiles, share of a step, XLA's flops and bytes, achieved FLOP/s,
+        memory (temporaries and total bytes of one call), one dispatched call's seconds,
+        compile seconds."""
+        import pandas as pd
+        shares = self.shares()
+        return pd.DataFrame([{
+            "part": name, "seconds": part.seconds, "q25": part.timing.q25,
+            "q75": part.timing.q75, "share": shares.get(name, np.nan),
+            "below_floor": part.timing.below_floor, "flops": part.flops,
+            "bytes_accessed": part.bytes_accessed, "flops_per_second": part.flops_per_second,
+            "temp_bytes": part.memory.temp_bytes if part.memory else np.nan,
+            "total_bytes": part.memory.total_bytes if part.memory else np.nan,
+            "call_seconds": part.call_seconds, "compile_seconds": part.compile_seconds}
+            for name, part in self.parts.items()])
+
+    def __repr__(self) -> str:
+        """One line per part (median, share, memory), not the raw timing samples."""
+        shares = self.shares()
+        lines = [f"StepProfile({self.problem!r}, seeds={self.seeds}, batch_size="
+                 f"{self.batch_size}, P={self.num_params}, {self.optimizer}, {self.device})"]
+        for name, part in self.parts.items():
+            share = f"  {shares[name]:6.1%}" if name in shares else " " * 9
+            lines.append(f"  {name:<10} {format_seconds(part.timing):>12}{share}  memory "
+                         f"{_memory_cell(part.memory)}")
+        lines.append(f"  floor      {format_seconds(self.floor):>12}")
+        return "\n".join(lines)
+
     def rows(self) -> list[list[str]]:
         """Table rows: part, median, spread, share, R, flops, bytes, FLOP/s, memory
         (temporaries / total of one call), single call."""
