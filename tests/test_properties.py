@@ -8,9 +8,9 @@ call with a bad one must raise InputError whose message names one of the bad arg
 (its name or its repr). Any other exception fails the test.
 
 Profiles: "ci" (the default; derandomised, so CI is reproducible) and "dev" (random:
-HYPOTHESIS_PROFILE=dev); GDLAB_HYPOTHESIS_SCALE=k runs k times the examples. Inputs that
-hit bugs in modules outside this suite's reach are kept out of the properties; each is a
-strict xfail in `KNOWN_BUGS` (it starts failing, and must be moved back in, once fixed).
+HYPOTHESIS_PROFILE=dev); GDLAB_HYPOTHESIS_SCALE=k runs k times the examples. Bad inputs
+the properties found outside train are regression cases in `FIXED_HERE`, each with the
+message it must give.
 """
 
 from __future__ import annotations
@@ -734,37 +734,6 @@ def test_profile_step_options(monkeypatch, least_squares):
 
 HUGE = 10**400  # an int beyond float range: float(HUGE) raises OverflowError
 CFG = gdlab.TrainConfig()
-KNOWN_BUGS = {
-    # gdlab/batch/sizes.py
-    "sweep_batch_size lr_scaling=[1] (unhashable)":
-        lambda p, runs: gdlab.sweep_batch_size(p, CFG, [1, 4], 0.5, lr_scaling=[1]),
-    "sweep_batch_size devices=3":
-        lambda p, runs: gdlab.sweep_batch_size(p, CFG, [1, 4], 0.5, devices=3),
-    "sweep_batch_size eval_data of another structure":
-        lambda p, runs: gdlab.sweep_batch_size(p, CFG, [1, 4], 0.5,
-                                               eval_data=np.ones((4, 2), np.float32)),
-    # gdlab/costs/profile.py
-    "profile_step parts=3": lambda p, runs: gdlab.profile_step(p, CFG, parts=3),
-    "profile_step device=3": lambda p, runs: gdlab.profile_step(p, CFG, device=3),
-    "profile_step min_seconds=True (reaches compiling)":
-        lambda p, runs: gdlab.profile_step(p, CFG, min_seconds=True),
-    "profile_step key='x' (reaches compiling)":
-        lambda p, runs: gdlab.profile_step(p, CFG, key="x"),
-}
-
-
-@pytest.mark.parametrize("case", [pytest.param(k, marks=pytest.mark.xfail(strict=True,
-                                                                          reason=k))
-                                  for k in KNOWN_BUGS])
-def test_known_bugs_outside_this_suite(monkeypatch, least_squares, himmelblau_runs, case):
-    for module, name in ((engine, "get_engine"), (minima_module, "_grad_norms"),
-                         (noise_module, "_parts_one"), (sizes_module, "_run_batch_size"),
-                         (profile_module, "_inputs")):
-        monkeypatch.setattr(module, name, refuse)
-    with pytest.raises(gdlab.InputError):
-        KNOWN_BUGS[case](least_squares, himmelblau_runs)
-
-
 def test_fixed_here_float32_hyperparameters_and_flags(monkeypatch, tmp_path, least_squares):
     # Regression cases the properties found in train (fixed): values float32 cannot hold,
     # flags that were read as truth values, keys and paths of the wrong kind.
@@ -820,6 +789,26 @@ FIXED_HERE = {
     "find_minima connect='no'": (
         lambda p, runs: gdlab.find_minima(problems.himmelblau(), runs, connect="no"),
         "connect must be True or False"),
+    # batch sizes: lr_scaling unhashable, devices and eval_data unchecked.
+    "sweep_batch_size lr_scaling=[1]": (
+        lambda p, runs: gdlab.sweep_batch_size(p, CFG, [1, 4], 0.5, lr_scaling=[1]),
+        "unknown lr_scaling"),
+    "sweep_batch_size devices=3": (
+        lambda p, runs: gdlab.sweep_batch_size(p, CFG, [1, 4], 0.5, devices=3),
+        "devices must be None or a non-empty sequence"),
+    "sweep_batch_size eval_data of another structure": (
+        lambda p, runs: gdlab.sweep_batch_size(p, CFG, [1, 4], 0.5,
+                                               eval_data=np.ones((4, 2), np.float32)),
+        "eval_data must have the structure"),
+    # profile: parts, device, min_seconds and key unchecked.
+    "profile_step parts=3": (lambda p, runs: gdlab.profile_step(p, CFG, parts=3),
+                             "parts must be a non-empty sequence"),
+    "profile_step device=3": (lambda p, runs: gdlab.profile_step(p, CFG, device=3),
+                              "device must be a jax.Device"),
+    "profile_step min_seconds=True": (
+        lambda p, runs: gdlab.profile_step(p, CFG, min_seconds=True), "min_seconds"),
+    "profile_step key='x'": (lambda p, runs: gdlab.profile_step(p, CFG, key="x"),
+                             "key must be an integer"),
     "noise_scale key=key array": (
         lambda p, runs: gdlab.noise_scale(p, p.init(jax.random.key(1)), method="two_batch",
                                           key=KEYS_2), r"one key.*\(2,\)"),
@@ -830,7 +819,8 @@ FIXED_HERE = {
 def test_fixed_bad_inputs_name_the_value_before_compiling(monkeypatch, least_squares,
                                                           himmelblau_runs, case):
     for module, name in ((engine, "get_engine"), (minima_module, "_grad_norms"),
-                         (noise_module, "_parts_one")):
+                         (noise_module, "_parts_one"), (sizes_module, "_run_batch_size"),
+                         (profile_module, "_inputs")):
         monkeypatch.setattr(module, name, refuse)
     call, message = FIXED_HERE[case]
     with pytest.raises(gdlab.InputError, match=message):

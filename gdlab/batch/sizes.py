@@ -25,13 +25,20 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from gdlab._checks import InputError, check_int, check_positive, check_real, is_int
+from gdlab._checks import (
+    InputError,
+    check_choice,
+    check_int,
+    check_positive,
+    check_real,
+    is_int,
+)
 from gdlab.batch import lanes
 from gdlab.batch.scaling import ScalingFit, fit_scaling, median_ci
 from gdlab.config import TrainConfig
 from gdlab.core import devices as dev
 from gdlab.core.seeds import as_key, seed_ids_of
-from gdlab.problem import Problem, check_loss_is_scalar
+from gdlab.problem import Problem, check_finite, check_loss_is_scalar, num_data_points
 
 LR_SCALINGS = {"none": 0.0, "sqrt": 0.5, "linear": 1.0}
 
@@ -68,8 +75,7 @@ def _check_target(target_loss: Any, problem: Problem) -> float:
 
 
 def _check_rates(config: TrainConfig, learning_rates: Any, lr_scaling: str) -> np.ndarray:
-    if lr_scaling not in LR_SCALINGS:
-        raise InputError(f"unknown lr_scaling {lr_scaling!r}; valid: {', '.join(LR_SCALINGS)}")
+    check_choice("lr_scaling", lr_scaling, LR_SCALINGS)
     swept = learning_rates is not None or lr_scaling != "none"
     if swept and not lanes.rate_is_tunable(config):
         raise InputError("learning_rates and lr_scaling need a named optimizer with a float "
@@ -442,6 +448,7 @@ def sweep_batch_size(problem: Problem, config: TrainConfig, batch_sizes: Sequenc
     """
     plan = _plan(problem, config, batch_sizes, target_loss, seeds, key, learning_rates,
                  lr_scaling, base_batch_size, resolution, eval_data)
+    dev.check_devices(devices)
     mesh = dev.seed_mesh(devices)
     if mesh.devices.flat[0].platform == "cpu":
         dev.tune_host_allocator()
@@ -485,6 +492,12 @@ def _plan(problem, config, batch_sizes, target_loss, seeds, key, learning_rates,
         check_loss_is_scalar(problem, None if b == n else int(b))
     if eval_data is None:
         eval_data = problem.data
+    elif jax.tree.structure(eval_data) != jax.tree.structure(problem.data):
+        raise InputError(f"eval_data must have the structure of the problem's data "
+                         f"{jax.tree.structure(problem.data)}, got {jax.tree.structure(eval_data)}")
+    else:
+        num_data_points(eval_data, "eval_data")
+        check_finite(eval_data, "eval_data")
     check_loss_is_scalar(dataclasses.replace(problem, data=eval_data), None)
     return {"batch_sizes": sizes, "target": target, "rates": rates, "base": base,
             "seed_ids": seed_ids_of(seeds), "key": as_key(key),

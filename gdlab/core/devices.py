@@ -185,6 +185,19 @@ def agree(flags: Sequence[bool]) -> list[bool]:
     return [bool(f) for f in multihost_utils.broadcast_one_to_all(np.asarray(flags, bool))]
 
 
+def check_devices(devices: Any) -> None:
+    """None, or a non-empty sequence of jax.Device; else an InputError naming the value."""
+    if devices is None:
+        return
+    try:
+        listed = list(devices)
+    except TypeError:
+        listed = None
+    if not listed or not all(isinstance(d, jax.Device) for d in listed):
+        raise InputError(f"devices must be None or a non-empty sequence of jax.Device "
+                         f"(e.g. jax.devices()), got {devices!r}")
+
+
 def seed_sharding(mesh: Mesh) -> NamedSharding:
     """Leading (seed) axis split over the mesh."""
     return NamedSharding(mesh, P(SEED_AXIS))

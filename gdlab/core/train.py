@@ -241,7 +241,7 @@ def make_plan(problem: Problem, config: TrainConfig, lanes: Lanes, key, *, eval_
                        hint="the number of seeds whose params are recorded")
     unroll = check_int("unroll", unroll, minimum=1, hint="steps per scan iteration")
     eval_sets = _check_inputs(problem, config, eval_data)
-    _check_devices(devices)
+    dev.check_devices(devices)
     mesh = dev.seed_mesh(devices, len(lanes))
     _check_data_fits(problem, eval_sets, mesh)
     out_path = _check_out(out, overwrite, checkpoint_every, resume, problem)
@@ -512,18 +512,6 @@ def _seconds(value: Any) -> float:
 def _check_progress(progress: Any) -> None:
     if progress is not None:
         check_flag("progress", progress, "or None (when stderr is a terminal)")
-
-
-def _check_devices(devices: Any) -> None:
-    if devices is None:
-        return
-    try:
-        listed = list(devices)
-    except TypeError:
-        listed = None
-    if not listed or not all(isinstance(d, jax.Device) for d in listed):
-        raise InputError(f"devices must be None or a non-empty sequence of jax.Device "
-                         f"(e.g. jax.devices()), got {devices!r}")
 
 
 def _check_hyperparams(hparams: dict[str, np.ndarray]) -> None:

@@ -19,7 +19,6 @@ generated code), measured like the time: per part, for S seeds and B points.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -29,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gdlab._checks import InputError, check_int
+from gdlab._checks import InputError, check_int, check_positive
 from gdlab.config import TrainConfig
 from gdlab.core import devices as dev
 from gdlab.core import engine
@@ -324,6 +323,9 @@ class StepProfiler:
                  devices: int | Sequence[jax.Device] | None = None):
         spec = _check_profile_inputs(problem, config, seeds, eval_data, eval_points, parts)
         together = _check_devices(devices, parts)
+        check_int("key", key)
+        if device is not None and not isinstance(device, jax.Device):
+            raise InputError(f"device must be a jax.Device or None, got {device!r}")
         self.device = jax.devices()[0] if device is None else device
         if self.device.platform == "cpu":
             dev.tune_host_allocator()  # as gdlab.train does, so both see the same allocator
@@ -384,9 +386,7 @@ def _check_devices(devices, parts) -> list[jax.Device]:
 def _check_timing_settings(repeats, min_seconds, max_inner) -> None:
     check_int("repeats", repeats, minimum=1)
     check_int("max_inner", max_inner, minimum=1)
-    if not (isinstance(min_seconds, int | float) and math.isfinite(min_seconds)
-            and min_seconds > 0):
-        raise InputError(f"min_seconds must be a finite number > 0, got {min_seconds!r}")
+    check_positive("min_seconds", min_seconds)
 
 
 def _check_profile_inputs(problem, config, seeds, eval_data, eval_points, parts
@@ -397,7 +397,10 @@ def _check_profile_inputs(problem, config, seeds, eval_data, eval_points, parts
     if not isinstance(config, TrainConfig):
         raise InputError(f"config must be a gdlab.TrainConfig, got {type(config).__name__}")
     check_int("seeds", seeds, minimum=1)
-    unknown = [p for p in parts if p not in PARTS] if not isinstance(parts, str) else [parts]
+    if isinstance(parts, str) or not isinstance(parts, Sequence | set | frozenset):
+        raise InputError(f"parts must be a non-empty sequence of {', '.join(PARTS)}; "
+                         f"got {parts!r}")
+    unknown = [p for p in parts if p not in PARTS]
     if unknown or not parts:
         raise InputError(f"parts must be a non-empty sequence of {', '.join(PARTS)}; "
                          f"got {parts!r}")
