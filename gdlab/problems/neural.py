@@ -9,6 +9,7 @@ permutations, with sign flips for tanh and positive rescalings for relu).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
@@ -97,17 +98,26 @@ def teacher_student(d_in: int = 8, hidden: int = 64, n: int = 4096, noise: float
         if int(value) != value or value <= 0:
             raise InputError(f"{label} must be a positive integer, got {value!r}")
     teacher_hidden = hidden if teacher_hidden is None else teacher_hidden
-    kx, kt, kb, kn = jax.random.split(jax.random.key(key), 4)
+    x, y = _teacher_data(jax.random.key(key), jnp.float32(noise), int(n), int(d_in),
+                         int(teacher_hidden))
+    p = from_flax(MLP(hidden=(hidden,)), x, y, _half_squared_error, name="teacher_student",
+                  description=f"teacher-student tanh MLP {d_in}-{hidden}-1, N={n}: "
+                              "non-convex, symmetric minima", symmetry=None)
+    return dataclasses.replace(p, symmetry=for_model(p.params_shape(), "tanh"))
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _teacher_data(key: jax.Array, noise: jax.Array, n: int, d_in: int,
+                  teacher_hidden: int) -> tuple[jax.Array, jax.Array]:
+    """Inputs and noisy teacher outputs, one compiled program per shape (op by op, the
+    teacher's init and apply compiled some 35 small programs at every construction)."""
+    kx, kt, kb, kn = jax.random.split(key, 4)
     x = jax.random.normal(kx, (n, d_in))
     teacher = MLP(hidden=(teacher_hidden,))
     t_params = teacher.init(kt, x[:1])["params"]
     # Random hidden biases make the teacher's units distinct (flax initialises biases to 0).
     t_params["Dense_0"]["bias"] = jax.random.normal(kb, (teacher_hidden,))
-    y = teacher.apply({"params": t_params}, x) + noise * jax.random.normal(kn, (n, 1))
-    p = from_flax(MLP(hidden=(hidden,)), x, y, _half_squared_error, name="teacher_student",
-                  description=f"teacher-student tanh MLP {d_in}-{hidden}-1, N={n}: "
-                              "non-convex, symmetric minima", symmetry=None)
-    return dataclasses.replace(p, symmetry=for_model(p.params_shape(), "tanh"))
+    return x, teacher.apply({"params": t_params}, x) + noise * jax.random.normal(kn, (n, 1))
 
 
 @builtin
