@@ -217,7 +217,7 @@ def seeds_sweep(config: Config) -> dict[str, np.ndarray]:
                                        for p in config.seeds_parts) + " µs per seed")
     return {"seeds": np.array(config.seed_counts, np.float64),
             "seconds": np.array(seconds, np.float64),
-            "temp_bytes": np.array(temp, np.float64)}
+            "temp_bytes": np.array(temp, np.float64), "parts": list(config.seeds_parts)}
 
 
 MODELS = ("parts", "fused")
@@ -362,6 +362,22 @@ def devices_check(config: Config, host: dict, profilers: dict | None = None) -> 
     return out
 
 
+def _columns(arrays: dict) -> pd.DataFrame:
+    """One row per measured point: the 1-D arrays of the most common length as columns,
+    and (points, parts) arrays as one column per part ("seconds/derivative", ...)."""
+    parts = arrays.get("parts")
+    values = {k: np.asarray(v) for k, v in arrays.items() if k != "parts"}
+    lengths = [len(v) for v in values.values() if v.ndim >= 1]
+    n = max(set(lengths), key=lengths.count)
+    columns = {}
+    for k, v in values.items():
+        if v.ndim == 1 and len(v) == n:
+            columns[k] = v
+        elif v.ndim == 2 and len(v) == n and parts is not None and v.shape[1] == len(parts):
+            columns.update({f"{k}/{part}": v[:, i] for i, part in enumerate(parts)})
+    return pd.DataFrame(columns)
+
+
 def run(config: Config, out=None) -> Path:
     """Run the study and write its directory; returns the path."""
     out = study_dir("step_costs", out)
@@ -388,8 +404,8 @@ def run(config: Config, out=None) -> Path:
                "config": dataclasses.asdict(config), "seconds": seconds}
     write_text(out / "results.json", json.dumps(results, indent=1, default=str))
     for name, grid in grids.items():  # tidy tables: one row per measured point / part
-        write_csv(out / f"grid_{name}.csv", pd.DataFrame(listed(grid)))
-    write_csv(out / "seeds.csv", pd.DataFrame(listed(seeds)))
+        write_csv(out / f"grid_{name}.csv", _columns(grid))
+    write_csv(out / "seeds.csv", _columns(seeds))
     write_csv(out / "model_profiles.csv", pd.concat(
         [p.to_dataframe().assign(batch_size=b) for b, p in profiles.items()],
         ignore_index=True))
