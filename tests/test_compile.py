@@ -73,7 +73,7 @@ def test_map_minima_at_other_tolerances_compiles_only_for_a_new_cluster_count(ml
     with count_compiles() as compiles:  # other cluster counts: their shapes, nothing else
         for tol in (0.01, 0.5):
             map_minima(problem, runs, endpoints, dist_tol=tol)
-    assert set(compiles.names) <= {"jit(_path_losses)", "jit(_vmapped)"}, compiles
+    assert set(compiles.names) <= {"jit(path_kernel)", "jit(_vmapped)"}, compiles
 
 
 def test_a_new_grad_tol_reuses_the_classification(mlp):

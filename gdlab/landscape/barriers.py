@@ -18,18 +18,16 @@ per power of two (`padded_count`), so repeated calls compile a few programs at m
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 from gdlab import symmetry
 from gdlab._checks import InputError, check_int, check_type
 from gdlab._tree import flatten_one, flatten_seeds
+from gdlab.landscape import paths
 from gdlab.problem import Problem
 
 PyTree = Any
@@ -223,7 +221,7 @@ def _evaluate(fn, a_SP: np.ndarray, b_SP: np.ndarray, like: PyTree, data: Any,
     if padded != s:
         pad = lambda x: np.concatenate([x, np.repeat(x[:1], padded - s, axis=0)])
         a_SP, b_SP = pad(a_SP), pad(b_SP)
-    out = _path_kernel(fn, a_SP, b_SP, like, data, num=num)
+    out = paths.path_kernel(fn, a_SP, b_SP, like, data, num_points=num)
     return np.asarray(out, np.float64)[:s]
 
 
@@ -232,16 +230,3 @@ def padded_count(s: int) -> int:
     compiles cover every count and padding wastes at most 1/8."""
     step = 1 << max(0, s.bit_length() - 4)
     return -(-s // step) * step
-
-
-@functools.partial(jax.jit, static_argnames=("fn", "num"))
-def _path_kernel(fn, a_SP: jax.Array, b_SP: jax.Array, like: PyTree, data: Any,
-                 num: int) -> jax.Array:
-    """Kernel of `path_values`: one compile per (fn, padded S, shapes, num)."""
-    _, unravel = ravel_pytree(like)
-    ts = jnp.linspace(0.0, 1.0, num)
-
-    def along(ab):
-        a, b = ab
-        return jax.vmap(lambda t: fn(unravel((1 - t) * a + t * b), data))(ts)
-    return jax.lax.map(along, (a_SP, b_SP))

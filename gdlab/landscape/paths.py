@@ -50,13 +50,15 @@ def path_losses(problem: Problem, a_MP: jax.Array, b_MP: jax.Array, num_points: 
     num_points = check_int("num_points", num_points, 2)
     data = problem.data if data is None else data
     like = _zeros_like_params(problem) if like is None else like
-    return _path_losses(problem.loss, a_MP, b_MP, like, data, num_points=num_points)
+    return path_kernel(problem.loss, a_MP, b_MP, like, data, num_points=num_points)
 
 
 @functools.partial(jax.jit, static_argnames=("loss", "num_points"))
-def _path_losses(loss: LossFn, a_MP: jax.Array, b_MP: jax.Array, like: Any, data: Any,
-                 num_points: int) -> jax.Array:
-    """Kernel of `path_losses`: one compile per (loss, shapes, num_points)."""
+def path_kernel(loss: LossFn, a_MP: jax.Array, b_MP: jax.Array, like: Any, data: Any,
+                num_points: int) -> jax.Array:
+    """(M, num_points) values of `loss(params, data)` (any scalar function: the loss, an
+    error) along the straight paths a_m -> b_m: the kernel of `path_losses` and of
+    `barriers.path_values`, one compile per (function, shapes, num_points)."""
     _, unravel = ravel_pytree(like)
     ts = jnp.linspace(0.0, 1.0, num_points)
 
