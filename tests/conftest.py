@@ -11,6 +11,15 @@ import shutil
 import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The suite checks results, not speed, and is dominated by compiling small programs:
+# XLA:CPU's LLVM at its lowest optimisation level compiles them about 40% faster (the
+# whole suite: 611 s -> 485 s of pytest on 2 cores). Results stay bitwise reproducible
+# (the tests comparing programs compare programs built under the same flags).
+# Training in subprocesses at default flags is still checked (test_distributed.py clears
+# XLA_FLAGS for its processes).
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_"
+                               "level=0 --xla_llvm_disable_expensive_passes=true").strip()
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # the first process of the session
     _cache = tempfile.mkdtemp(prefix="gdlab-test-jax-cache-")
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache

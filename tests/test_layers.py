@@ -78,3 +78,17 @@ def test_every_subpackage_is_listed_for_the_wheel():
                  ["tool"]["setuptools"]["packages"])
     found = {"gdlab"} | {"gdlab." + p.parent.name for p in ROOT.glob("*/__init__.py")}
     assert found - listed == set(), f"add to pyproject's packages: {sorted(found - listed)}"
+
+
+def test_architecture_page_names_every_module():
+    """ARCHITECTURE.md's layer table lists each subpackage's modules; a module added or
+    removed without the page following fails here."""
+    import re
+    page = (ROOT.parent / "ARCHITECTURE.md").read_text()
+    rows = {m.group(1): set(re.findall(r"\w+", m.group(2)))
+            for m in re.finditer(r"^\| \w[\w ]* \| `(\w+)/` ([^|`]*)\|", page, re.M)}
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")}
+    assert packages <= set(rows), f"subpackages missing from the table: {packages - set(rows)}"
+    for package in packages:
+        found = {p.stem for p in (ROOT / package).glob("*.py") if p.stem != "__init__"}
+        assert rows[package] == found, (package, rows[package] ^ found)
