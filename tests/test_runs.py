@@ -153,9 +153,52 @@ def test_state_memory_estimate_counts_params_and_optimizer_state():
     sgd = gdlab.TrainConfig(learning_rate=0.1, steps=1, eval_every=1)
     adam = gdlab.TrainConfig(optimizer="adam", learning_rate=0.1, steps=1, eval_every=1)
     p = problems.quadratic()
-    # Adam keeps two more params-sized moments (and a step count) than plain SGD.
+    # Adam keeps two more params-sized float32 moments and an int32 step count than SGD.
     extra = state_bytes_per_seed(p, adam) - state_bytes_per_seed(p, sgd)
-    assert extra >= 3 * 2 * 4 * p.num_params()
+    assert extra == 2 * 4 * p.num_params() + 4
+
+
+def _chunk_memory(seeds, block):
+    """(model, XLA) bytes of the compiled chunk training `seeds` seeds on one device."""
+    from gdlab.core import engine, train
+    from gdlab.core.memory import xla_memory
+    problem = problems.teacher_student(d_in=3, hidden=8, n=256)
+    config = gdlab.TrainConfig(optimizer="adam", learning_rate=0.01, steps=20, batch_size=16,
+                               eval_every=10)
+    gdlab.train(problem, config, seeds=seeds, seed_block=block, devices=jax.devices()[:1])
+    compiled = next(iter(list(engine._ENGINES.values())[-1].chunks.values()))
+    data = sum(x.nbytes for x in jax.tree.leaves(problem.data))
+    model = train.group_bytes(seeds, engine.state_bytes_per_seed(problem, config),
+                              engine.step_memory(problem, config, problem.data, block)
+                              .temp_bytes)
+    return model, xla_memory(compiled).total_bytes - data
+
+
+@pytest.mark.parametrize("seeds, block", [(8, 8), (64, 16)])
+def test_group_memory_model_matches_xla_memory_of_the_compiled_chunk(seeds, block):
+    """The chunk chooser's bytes (states x copies + one block's step temporaries) against
+    XLA's memory analysis of the chunk gdlab.train compiled."""
+    model, actual = _chunk_memory(seeds, block)
+    assert 0.95 * actual <= model <= 1.6 * actual
+
+
+def test_seeds_are_split_into_groups_that_fit_the_device_memory(monkeypatch):
+    from gdlab.core import devices, engine, train
+    problem = problems.teacher_student(d_in=2, hidden=3, n=64)
+    config = gdlab.TrainConfig(learning_rate=0.1, steps=20, batch_size=8, eval_every=10)
+    calls = []
+    real = engine.step_memory
+    monkeypatch.setattr(engine, "step_memory", lambda *a: calls.append(a) or real(*a))
+    one = jax.devices()[:1]
+    whole = gdlab.train(problem, config, seeds=64, seed_block=4, devices=one)
+    assert whole.manifest["seeds_per_call"] == 64 and not calls  # the cheap bound fits
+    state = engine.state_bytes_per_seed(problem, config)
+    temp = real(problem, config, problem.data, 4).temp_bytes
+    memory = train.group_bytes(20, state, temp) / train.MEMORY_SHARE + 1  # room for 20
+    monkeypatch.setattr(devices, "memory_bytes", lambda device: memory)
+    grouped = gdlab.train(problem, config, seeds=64, seed_block=4, devices=one)
+    assert grouped.manifest["seeds_per_call"] == 20 and len(calls) == 1
+    assert_trees_equal(whole.params, grouped.params)
 
 
 def test_host_allocator_tuning_is_applied_once_and_can_be_switched_off():

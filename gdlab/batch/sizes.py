@@ -37,6 +37,7 @@ from gdlab.batch import lanes
 from gdlab.batch.scaling import ScalingFit, fit_scaling, median_ci
 from gdlab.config import TrainConfig
 from gdlab.core import devices as dev
+from gdlab.core.memory import xla_memory
 from gdlab.core.seeds import as_key, seed_ids_of
 from gdlab.problem import Problem, check_finite, check_loss_is_scalar, num_data_points
 
@@ -384,16 +385,8 @@ def compiled_bytes(compiled) -> tuple[float, float]:
     """(total, temporary) bytes a compiled program needs on one device, from XLA's memory
     analysis (total = arguments + outputs + temporaries + code - aliased); nan, nan where
     the backend gives none. (`gdlab.costs.xla_memory` gives every field.)"""
-    try:
-        m = compiled.memory_analysis()
-    except Exception:  # backend-dependent and best-effort
-        m = None
-    if m is None:
-        return math.nan, math.nan
-    get = lambda name: float(getattr(m, name, 0) or 0)
-    total = sum(get(f"{k}_size_in_bytes") for k in ("argument", "output", "temp",
-                                                     "generated_code")) - get("alias_size_in_bytes")
-    return total, get("temp_size_in_bytes")
+    m = xla_memory(compiled)
+    return (math.nan, math.nan) if m is None else (float(m.total_bytes), float(m.temp_bytes))
 
 
 # ----------------------------------------------------------------------------- sweep

@@ -22,6 +22,7 @@ import optax
 
 from gdlab.config import TrainConfig
 from gdlab.core import devices as dev
+from gdlab.core.memory import MemoryCost, xla_memory
 from gdlab.core.sampling import Sampler, gather, make_sampler
 from gdlab.problem import Problem
 
@@ -360,22 +361,39 @@ def avals(tree: Any) -> tuple:
                           for x in leaves)
 
 
-def state_bytes_per_seed(problem: Problem, config: TrainConfig) -> float:
-    """Bytes of one seed's state (params, optimizer and sampler state), times 3 for the
-    copies a step keeps alive (input, output, its evaluation)."""
+def _one_seed_state(problem: Problem, config: TrainConfig):
+    """(step, shapes of one seed's state): what one seed's training step takes."""
     optimizer = config.make_optimizer()
-    state = jax.eval_shape(make_init(problem, optimizer, build_sampler(problem, config)),
-                           jnp.int32(0), jax.random.key(0))
-    return 3.0 * sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
+    sampler = build_sampler(problem, config)
+    state = jax.eval_shape(make_init(problem, optimizer, sampler), jnp.int32(0),
+                           jax.random.key(0))
+    return make_step(problem, optimizer, sampler), state
+
+
+def state_bytes_per_seed(problem: Problem, config: TrainConfig) -> float:
+    """Bytes of one seed's state: params, optimizer and sampler state, key, status."""
+    _, state = _one_seed_state(problem, config)
+    return float(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state)))
+
+
+def step_memory(problem: Problem, config: TrainConfig, data, block: int = 1
+                ) -> MemoryCost | None:
+    """XLA's memory analysis of one block of `block` seeds' training step, vmapped and
+    compiled alone as the engine runs it (a vmapped convolution may need more than
+    `block` times one seed's temporaries); None where the backend gives none. Costs one
+    compile: `gdlab.train` calls it only when a cheaper bound says the seeds might not
+    fit in memory."""
+    step, state = _one_seed_state(problem, config)
+    states = jax.tree.map(lambda x: jax.ShapeDtypeStruct((block, *x.shape), x.dtype), state)
+    batched = jax.vmap(step, in_axes=(0, None, None))
+    return xla_memory(jax.jit(batched).lower(states, jnp.int32(0), data).compile())
 
 
 def bytes_per_seed_step(problem: Problem, config: TrainConfig, data) -> float:
-    """XLA's estimate of the bytes one seed's step touches (for choosing chunk sizes)."""
-    optimizer = config.make_optimizer()
-    sampler = build_sampler(problem, config)
-    step = make_step(problem, optimizer, sampler)
-    state = jax.eval_shape(make_init(problem, optimizer, sampler), jnp.int32(0),
-                           jax.random.key(0))
+    """XLA's estimate of the bytes one seed's step touches (lowered, not compiled: cheap),
+    for choosing seed blocks; an upper bound on the step's temporaries, each written at
+    least once. 0 where the backend gives no estimate."""
+    step, state = _one_seed_state(problem, config)
     try:
         cost = jax.jit(step).lower(state, jnp.int32(0), data).cost_analysis()
         return float((cost or {}).get("bytes accessed", 0.0))

@@ -423,7 +423,22 @@ def _check_data_fits(problem: Problem, eval_sets: dict, mesh: Mesh) -> None:
             "(devices=...), a smaller or lower-precision dataset, or fewer evaluation sets")
 
 
+MEMORY_SHARE = 0.5  # of a device's memory the seeds' states and a step's temporaries may take
+STATE_COPIES = 3  # a chunk holds its input state, its output and, rerun guarded, a third
+
+
+def group_bytes(seeds_local: int, state_bytes: float, block_temp_bytes: float) -> float:
+    """Bytes one device needs to train `seeds_local` seeds: each seed's state
+    `STATE_COPIES` times, plus one seed block's step temporaries (blocks run one after
+    another, `lax.map`). The data is apart (`_check_data_fits`)."""
+    return seeds_local * STATE_COPIES * state_bytes + block_temp_bytes
+
+
 def _choose_group(problem, config, seeds_per_call, num_seeds: int, mesh, block: int) -> int:
+    """Seeds trained per call: all of them unless their states and a block's temporaries
+    would take more than `MEMORY_SHARE` of a device's memory. The step's temporaries come
+    from XLA: first the cheap bound (bytes the lowered step touches); only when that says
+    the seeds might not fit, the memory analysis of one seed's compiled step."""
     if seeds_per_call is not None:
         group = min(check_int("seeds_per_call", seeds_per_call, minimum=1, hint="or None"),
                     num_seeds)
@@ -433,12 +448,27 @@ def _choose_group(problem, config, seeds_per_call, num_seeds: int, mesh, block: 
         return group
     if config.eval_by_time:
         return num_seeds
-    per_seed = _memo(("state_bytes", problem.init, config.optimizer, config.batch_size),
-                     lambda: engine.state_bytes_per_seed(problem, config))
+    key = _step_key(problem, config)
+    state = _memo(("state_bytes", *key), lambda: engine.state_bytes_per_seed(problem, config))
+    touched = _memo(("step_bytes", *key),
+                    lambda: engine.bytes_per_seed_step(problem, config, problem.data))
     local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
-    budget = 0.5 * dev.memory_bytes(local[0]) * mesh.size
-    fits = int(budget // max(per_seed, 1.0))
+    budget = MEMORY_SHARE * dev.memory_bytes(local[0])
+    per_device = -(-num_seeds // mesh.size)
+    if group_bytes(per_device, state, min(block, per_device) * touched) <= budget:
+        return num_seeds
+    size = min(block, per_device)
+    memory = _memo(("step_memory", size, *key),
+                   lambda: engine.step_memory(problem, config, problem.data, size))
+    room = budget - (size * touched if memory is None else memory.temp_bytes)
+    fits = mesh.size * int(max(room, 0.0) // (STATE_COPIES * max(state, 1.0)))
     return num_seeds if fits >= num_seeds else max(mesh.size * block, fits)
+
+
+def _step_key(problem: Problem, config: TrainConfig) -> tuple:
+    """What one seed's step (and so its memory) depends on."""
+    return (problem.init, problem.loss, config.optimizer, config.batch_size, config.sampling,
+            engine.avals(problem.data))
 
 
 def _check_out(out, overwrite: bool, checkpoint_every, resume: bool,
@@ -547,8 +577,7 @@ def _choose_block(problem, config, seed_block, num_seeds, mesh) -> int:
     local = -(-num_seeds // mesh.size)
     if seed_block is not None:
         return min(check_int("seed_block", seed_block, minimum=1, hint="or None"), local)
-    per_seed = _memo(("step_bytes", problem.init, problem.loss, config.optimizer,
-                      config.batch_size, config.sampling, engine.avals(problem.data)),
+    per_seed = _memo(("step_bytes", *_step_key(problem, config)),
                      lambda: engine.bytes_per_seed_step(problem, config, problem.data))
     return dev.auto_seed_block(local, per_seed, mesh.devices.flat[0].platform)
 

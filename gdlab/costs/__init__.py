@@ -2,6 +2,7 @@
 (`profile`, time and memory per part), power-law fits and the time model of a run
 (`model`, for the devices and seeds per device the run uses)."""
 
+from gdlab.core.memory import MemoryCost, xla_memory
 from gdlab.costs import timing
 from gdlab.costs.format import format_seconds, format_si
 from gdlab.costs.model import (
@@ -17,14 +18,12 @@ from gdlab.costs.model import (
 from gdlab.costs.profile import (
     PARTS,
     STEP_PARTS,
-    MemoryCost,
     PartCost,
     StepProfile,
     StepProfiler,
     part_functions,
     profile_step,
     xla_cost,
-    xla_memory,
 )
 
 __all__ = ["PARTS", "STEP_PARTS", "MemoryCost", "PartCost", "PowerLawFit", "RunLayout",
