@@ -224,7 +224,7 @@ class Engine:
 
     `init(lanes, key)` builds every seed's state from `lanes = {"init_id": (S,),
     "data_id": (S,), "hparams": {name: (S,)}}` (the seed ids whose init and data order each
-    lane uses); `chunks[n]` runs n unguarded steps and returns (states, ok,
+    lane uses); `chunks[n]` runs n unguarded steps and returns (states, ok, all ok,
     t0 + n); `guarded(n)((states, fast, ok), t0, data)` reruns them guarded for the seeds
     not `ok` (see `make_guarded_chunk`), compiled on first use (only runs where a seed
     diverges need it); `evaluate(states, eval_sets)` measures the loss and metrics.
@@ -251,8 +251,8 @@ class Engine:
         """`length` steps from t0 (a replicated int32 on the mesh), rerun with the guard
         when a seed diverged in them; returns the new states and t0 + length (on the mesh,
         ready for the next chunk)."""
-        new, ok, t_end = self.chunks[length](state, t0, data)
-        if not all(dev.agree([bool(np.all(dev.to_host(ok)))])):
+        new, ok, all_ok, t_end = self.chunks[length](state, t0, data)
+        if not all(dev.agree([bool(dev.to_host(all_ok))])):
             new = self.guarded(length)((state, new, ok), t0, data)
         return jax.block_until_ready(new), t_end
 
@@ -267,8 +267,12 @@ class EngineInputs(NamedTuple):
 
 
 def _with_counter(sharded_chunk, length: int):
-    """The jitted chunk also returning t0 + length (replicated, like t0)."""
-    return jax.jit(lambda states, t0, data: (*sharded_chunk(states, t0, data), t0 + length))
+    """The jitted chunk also returning whether every seed stayed finite (one replicated
+    bool: the host reads a scalar, not S flags) and t0 + length (replicated, like t0)."""
+    def chunk(states, t0, data):
+        new, ok = sharded_chunk(states, t0, data)
+        return new, ok, jnp.all(ok), t0 + length
+    return jax.jit(chunk)
 
 
 def build_sampler(problem: Problem, config: TrainConfig) -> Sampler | None:

@@ -195,9 +195,11 @@ def _measurer(eng: engine.Engine, eval_sets, log: Log, start: float, settings: L
         if settings.record:
             log.path.append(jax.tree.map(lambda x: dev.to_host(x)[:settings.record],
                                          state.params))
-        # Gathered on every process, callback or not: a collective that only some
-        # processes enter (process 0 alone writes metrics.jsonl) deadlocks the run.
-        diverged = int(np.sum(dev.to_host(state.diverged_at) >= 0))
+        # With several processes, gathered on every one, callback or not: a collective
+        # that only some processes enter (process 0 alone writes metrics.jsonl)
+        # deadlocks the run. With one, only for the callback.
+        if settings.on_eval is not None or jax.process_count() > 1:
+            diverged = int(np.sum(dev.to_host(state.diverged_at) >= 0))
         if settings.on_eval is not None:
             settings.on_eval(Evaluation(at, log.eval_times[-1], log.evals[-1], diverged, rate))
     return measure
