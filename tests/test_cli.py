@@ -154,8 +154,9 @@ def test_tensorboard_events_hold_the_loss_quantiles(tmp_path, capsys):
 
 
 def test_sweep_command_prints_the_grid_and_the_best_point(capsys):
-    assert cli.main(["sweep", "--problem", "himmelblau", "--seeds", "4", "--steps", "50",
-                     "--learning-rate-grid", "0.001,0.003,0.01"]) == 0
+    with pytest.warns(UserWarning, match="is the largest value of the grid"):
+        assert cli.main(["sweep", "--problem", "himmelblau", "--seeds", "4", "--steps", "50",
+                         "--learning-rate-grid", "0.001,0.003,0.01"]) == 0
     out = capsys.readouterr().out
     assert "3 grid points x 4 seeds, one compiled call" in out
     assert "best by train/loss" in out

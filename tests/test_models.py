@@ -218,8 +218,9 @@ def test_nnx_rejects_state_that_changes_and_says_to_call_eval():
 
 def test_nnx_in_eval_mode_trains_params_only_and_keeps_batch_stats():
     x, y = _toy_data()
-    p = problems.from_nnx(lambda rngs: NNXWithState(rngs, eval_mode=True), x, y,
-                          problems.cross_entropy)
+    with pytest.warns(UserWarning, match=r"problem.symmetry is None: params leaf \['bn'\]"):
+        p = problems.from_nnx(lambda rngs: NNXWithState(rngs, eval_mode=True), x, y,
+                              problems.cross_entropy)
     params = _numpy_params(p.params_shape())
     assert {type(v).__name__ for v in jax.tree.leaves(
         params, is_leaf=lambda v: isinstance(v, nnx.Variable))} == {"Param"}
