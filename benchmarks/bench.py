@@ -158,6 +158,8 @@ class Worker:
         if self.proc.poll() is None:
             self.proc.stdin.close()
             self.proc.wait(timeout=120)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            pipe.close()
         shutil.rmtree(self.cache, ignore_errors=True)
 
 

@@ -44,8 +44,8 @@ def test_limits_profile_of_w2_at_tiny_size():
     """What the gdlab worker answers to `limits` (the step profile of a target not met)."""
     r = bench_worker.extra("limits", {"workload": "W2", "size": "tiny"})
     assert 0 < r["step_flops_per_second"] and 0 < r["matmul_flops_per_second"]
-    assert sum(r["shares"].values()) == pytest.approx(1.0)
     assert set(r["shares"]) == {"sample", "derivative", "update"}
+    assert all(0 < share < 1 for share in r["shares"].values())
     assert r["seeds"] <= r["seeds_per_device"] and r["seeds_total"] == 8
     assert r["step_memory"]["temp_bytes"] > 0
     assert r["step_memory"]["total_bytes"] >= r["step_memory"]["argument_bytes"] > 0

@@ -54,6 +54,7 @@ def _wait_for_checkpoints(proc, out, count, timeout=120.0):
                         f"{proc.stderr.read()[-2000:]}")
         if time.monotonic() > deadline:
             proc.kill()
+            proc.communicate()
             pytest.fail("no checkpoint appeared in time")
         time.sleep(0.005)
 
@@ -69,7 +70,7 @@ def test_sigkill_part_way_then_resume_is_bitwise_identical(reference, tmp_path):
     proc = _start(out)
     _wait_for_checkpoints(proc, out, 2)
     proc.kill()
-    proc.wait(timeout=30)
+    proc.communicate(timeout=30)  # reaps it and closes its pipes
     assert proc.returncode == -signal.SIGKILL
     step = int(sorted((out / "checkpoints").glob("step-*"))[-1].name.split("-")[1])
     assert 0 < step < STEPS and not (out / "runs.json").exists()

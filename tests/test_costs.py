@@ -57,10 +57,17 @@ def test_profile_returns_every_part_positive(profile):
         assert part.flops > 0 and part.bytes_accessed > 0
     assert profile.floor.median > 0 and profile.floor.spread > 0
     assert profile.eval_seconds > 0  # one loss call right after a step, as train does it
-    shares = profile.shares()
+    shares, every10 = profile.shares(), profile.shares(eval_every=10)
     assert set(shares) == {"derivative", "update", "sample", "loss"}
-    assert sum(shares.values()) == pytest.approx(1.0)
-    assert profile.shares(eval_every=10)["loss"] < shares["loss"]
+    seconds = {n: profile.seconds(n) for n in shares}
+    for n, share in shares.items():  # each part's time over one step's and one loss's
+        assert share == pytest.approx(seconds[n] / sum(seconds.values()))
+    # The loss measured every 10 steps: its odds against the step parts fall tenfold,
+    # and the step parts keep their proportions.
+    odds = lambda s: s["loss"] / (1 - s["loss"])
+    assert odds(every10) == pytest.approx(odds(shares) / 10)
+    assert every10["derivative"] / every10["update"] == pytest.approx(
+        shares["derivative"] / shares["update"])
     assert profile.describe()["parts"]["loss"]["timing"]["spread"] > 0
 
 

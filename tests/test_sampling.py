@@ -241,8 +241,8 @@ def test_engine_chunk_near_the_end_of_the_int32_range(sampling):
         states = init(jnp.arange(2, dtype=jnp.int32), key)
         states = states._replace(sampler_state=jax.vmap(sampler.init_at, (0, None))(
             states.data_key, jnp.int32(t0)))
-        out, ok, t_end = chunk(states, jnp.int32(t0), problem.data)
-        assert int(t_end) == t0 + 6 and bool(np.all(ok))
+        out, ok, all_ok, t_end = chunk(states, jnp.int32(t0), problem.data)
+        assert int(t_end) == t0 + 6 and bool(np.all(ok)) and bool(all_ok)
         for s in range(2):
             data_key = states.data_key[s]
             if sampling == "epoch":

@@ -551,7 +551,8 @@ class Server:
     def close(self) -> None:
         self.proc.kill()
         self.proc.wait(timeout=30)
-        self.log.close()
+        for stream in (self.proc.stdin, self.proc.stdout, self.log):
+            stream.close()
 
 
 @pytest.fixture(scope="module")

@@ -188,7 +188,8 @@ def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def read_arrays(path: Path) -> dict[str, np.ndarray]:
     """Every array of an .npz file; an InputError naming the file if it is damaged."""
     try:
-        with np.load(path, allow_pickle=False) as z:
+        # Our own handle: np.load leaves the file open when it cannot parse it.
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except FileNotFoundError as err:
         raise InputError(f"{str(path)!r} is missing") from err
