@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 
 def wilson_interval(count: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion count/total."""
     if total <= 0:
         return (0.0, 1.0)
+    from scipy import stats  # here: importing scipy.stats takes about a second
     z = stats.norm.ppf(0.5 + confidence / 2)
     p = count / total
     denom = 1 + z**2 / total

@@ -17,7 +17,7 @@ import gdlab
 from gdlab import problems
 from gdlab.core import checkpoint
 
-STEPS = 6000
+STEPS = 3000
 ARGS = ["train", "--problem", "teacher_student", "--seeds", "8", "--steps", str(STEPS),
         "--lr", "0.05", "--batch-size", "16", "--eval-every", "50", "--key", "3"]
 

@@ -311,3 +311,18 @@ def test_data_that_would_not_fit_on_every_device_is_refused_before_anything_runs
                                                r"does not fit"):
         gdlab.train(problem, cfg, seeds=4, devices=devices[:2], out=tmp_path / "run")
     assert not (tmp_path / "run").exists()  # nothing written, not even the lock
+
+
+def test_convolutions_get_seed_block_one_on_cpu_dense_models_a_larger_one():
+    """The measured rule: XLA:CPU runs convolutions batched over seeds slower per seed
+    than one seed's, so a model with one maps over single seeds."""
+    from gdlab.core import train as core_train
+    config = cfg(steps=4, batch_size=8, eval_every=4)
+    lanes = core_train.Lanes(np.arange(16), {})
+    blocks = {}
+    for model in ("cnn", "mlp"):
+        problem = problems.digits(model=model)
+        assert engine.uses_convolution(problem, config, problem.data) == (model == "cnn")
+        plan = core_train.make_plan(problem, config, lanes, 0, devices=jax.devices()[:1])
+        blocks[model] = plan.seed_block
+    assert blocks["cnn"] == 1 and blocks["mlp"] > 1

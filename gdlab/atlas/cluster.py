@@ -11,7 +11,6 @@ O(S log S) when clusters are tight. A final pass merges clusters whose centroids
 from __future__ import annotations
 
 import numpy as np
-from scipy.cluster.hierarchy import DisjointSet
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -58,6 +57,7 @@ def _merge_close_centroids(x_SP: np.ndarray, labels: np.ndarray, tol: float) -> 
     sums = np.zeros((count, x_SP.shape[1]))
     np.add.at(sums, labels, x_SP)
     centroids = sums / np.bincount(labels, minlength=count)[:, None]
+    from scipy.cluster.hierarchy import DisjointSet  # here: a slow import
     sets = DisjointSet(range(count))
     inner = _leaders(centroids, tol)
     for group in range(inner.max() + 1):

@@ -30,7 +30,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from scipy import stats as scipy_stats
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -814,6 +813,7 @@ def chao1_interval(counts: np.ndarray, confidence: float = 0.95) -> tuple[float,
         return float(s_obs), float(s_obs)
     var = (f1 * (f1 - 1) / (2 * (f2 + 1)) + f1 * (2 * f1 - 1) ** 2 / (4 * (f2 + 1) ** 2)
            + f1**2 * f2 * (f1 - 1) ** 2 / (4 * (f2 + 1) ** 4))
+    from scipy import stats as scipy_stats  # here: importing it takes about a second
     k = np.exp(scipy_stats.norm.ppf(0.5 + confidence / 2) * np.sqrt(np.log1p(var / t**2)))
     return float(s_obs + t / k), float(s_obs + t * k)
 

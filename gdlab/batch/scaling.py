@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 from scipy import optimize
-from scipy import stats as sps
 
 from gdlab._checks import InputError
 
@@ -102,6 +101,7 @@ def fit_scaling(batch_sizes: Any, steps: Any, confidence: float = 0.95) -> Scali
     theta, cov = optimize.curve_fit(model, b, np.log(s), p0=p0, bounds=bounds)
     resid = np.log(s) - model(b, *theta)
     dof = len(b) - 2
+    from scipy import stats as sps  # here: importing it takes about a second
     half = sps.t.ppf(0.5 + confidence / 2, dof) if dof > 0 else np.inf
     se = np.sqrt(np.clip(np.diag(cov), 0, np.inf)) if np.all(np.isfinite(cov)) \
         else np.full(2, np.inf)
@@ -134,6 +134,7 @@ def median_ci(values_S: np.ndarray, confidence: float = 0.95) -> tuple[float, fl
     """
     x = np.sort(np.asarray(values_S, np.float64))
     n = len(x)
+    from scipy import stats as sps
     k = int(sps.binom.ppf((1 - confidence) / 2, n, 0.5))  # x[k] .. x[n-1-k] covers
     k = min(max(k - 1, 0), (n - 1) // 2)
     return float(np.median(x)), float(x[k]), float(x[n - 1 - k])

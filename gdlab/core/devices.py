@@ -216,11 +216,18 @@ def memory_bytes(device: jax.Device) -> float:
     return float(ram) / max(1, len(jax.local_devices(backend=device.platform)))
 
 
-def auto_seed_block(local_seeds: int, bytes_per_seed: float, platform: str) -> int:
+def auto_seed_block(local_seeds: int, bytes_per_seed: float, platform: str,
+                    convolution: bool = False) -> int:
     """Seeds vmapped together per device (the seed block): all of them on accelerators; on
-    CPU, a power of two whose working set fits in cache (per-step temporaries stay hot)."""
+    CPU, a power of two whose working set fits in cache (per-step temporaries stay hot),
+    and 1 (`lax.map` over single seeds) for a model with convolutions: XLA:CPU runs a
+    convolution batched over seeds slower per seed than one seed's (digits CNN, 64 seeds
+    x 100 steps, `benchmarks/run.py --only W5`: blocks 1 / 4 / 8 / 32 took 1.57 / 1.73 /
+    1.79 / 2.52 s)."""
     if platform != "cpu" or bytes_per_seed <= 0:
         return local_seeds
+    if convolution:
+        return 1
     block = 2 ** int(math.log2(max(1.0, CPU_BLOCK_BYTES / bytes_per_seed)))
     return int(min(local_seeds, max(4, block)))
 

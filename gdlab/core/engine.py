@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.extend import core as jax_core
 
 from gdlab.config import TrainConfig
 from gdlab.core import devices as dev
@@ -391,6 +392,24 @@ def step_memory(problem: Problem, config: TrainConfig, data, block: int = 1
     states = jax.tree.map(lambda x: jax.ShapeDtypeStruct((block, *x.shape), x.dtype), state)
     batched = jax.vmap(step, in_axes=(0, None, None))
     return xla_memory(jax.jit(batched).lower(states, jnp.int32(0), data).compile())
+
+
+def uses_convolution(problem: Problem, config: TrainConfig, data) -> bool:
+    """Whether one seed's step runs a convolution (traced, not compiled)."""
+    step, state = _one_seed_state(problem, config)
+    jaxpr = jax.make_jaxpr(step)(state, jnp.int32(0), data)
+    return _has_primitive(jaxpr.jaxpr, "conv_general_dilated")
+
+
+def _has_primitive(jaxpr, name: str) -> bool:
+    """`name` among the equations of `jaxpr` or of any jaxpr nested in them."""
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == name:
+            return True
+        for sub in jax_core.jaxprs_in_params(eqn.params):
+            if _has_primitive(sub, name):
+                return True
+    return False
 
 
 def bytes_per_seed_step(problem: Problem, config: TrainConfig, data) -> float:

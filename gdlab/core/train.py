@@ -579,7 +579,9 @@ def _choose_block(problem, config, seed_block, num_seeds, mesh) -> int:
         return min(check_int("seed_block", seed_block, minimum=1, hint="or None"), local)
     per_seed = _memo(("step_bytes", *_step_key(problem, config)),
                      lambda: engine.bytes_per_seed_step(problem, config, problem.data))
-    return dev.auto_seed_block(local, per_seed, mesh.devices.flat[0].platform)
+    conv = _memo(("convolution", *_step_key(problem, config)),
+                 lambda: engine.uses_convolution(problem, config, problem.data))
+    return dev.auto_seed_block(local, per_seed, mesh.devices.flat[0].platform, conv)
 
 
 _MEMO: dict[tuple, Any] = {}

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import scipy.stats
 
 from gdlab._checks import InputError, check_int
 from gdlab.config import TrainConfig
@@ -102,6 +101,7 @@ def fit_power_law(y_M: np.ndarray, *x_M: np.ndarray, names: Sequence[str] | None
     resid = log_y - design_MK @ beta
     dof = m - k - 1
     cov = resid @ resid / dof * np.linalg.inv(design_MK.T @ design_MK)
+    import scipy.stats  # here: importing it takes about a second
     half = scipy.stats.t.ppf(0.5 + level / 2, dof) * np.sqrt(np.diag(cov))
     total = np.sum((log_y - log_y.mean()) ** 2)
     r2 = 1.0 - resid @ resid / total if total > 0 else 1.0
