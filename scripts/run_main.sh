@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e .
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-compile -e .
 export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"
 .venv/bin/python experiments/convexity.py "$@"
 echo

@@ -39,3 +39,19 @@ def devices():
     devs = jax.devices()
     assert len(devs) == 4, f"expected 4 simulated CPU devices, got {devs}"
     return devs
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    """Each study's smoke run, done once per test module: `smoke_runs(name)` ->
+    (study module, run directory)."""
+    from gdlab.cli import load_study
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            module = load_study(name)
+            out = tmp_path_factory.mktemp(name) / "run"
+            cache[name] = (module, module.run(module.get_config(smoke=True), out=out))
+        return cache[name]
+    return get

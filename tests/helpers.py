@@ -82,3 +82,16 @@ def assert_trees_close(a, b, rtol: float = 1e-5, atol: float = 1e-6) -> None:
     assert jax.tree.structure(a) == jax.tree.structure(b)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
+
+
+# Studies whose smoke runs test_experiments.py checks; the rest are in
+# test_experiments_more.py, so that two test workers share the smoke runs (about 75 s each).
+SMOKE_FIRST_FILE = ["step_costs", "convexity", "real_minima", "minima_census"]
+
+
+def assert_smoke_report(out) -> None:
+    """A study's smoke run wrote its report, figures and CSV tables."""
+    report = (out / "report.md").read_text()
+    assert report.startswith("# ") and "(smoke)" in report
+    assert list(out.glob("*.png"))
+    assert list(out.glob("**/*.csv")), "every study writes its tables as CSV"
