@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-compile -e .
+.venv/bin/python -m compileall -q -j 0 "$(.venv/bin/python -c \
+    'import sysconfig; print(sysconfig.get_paths()["purelib"])')" > /dev/null
 export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"
 .venv/bin/python experiments/convexity.py "$@"
 echo
